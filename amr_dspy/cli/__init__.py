@@ -1,0 +1,26 @@
+"""The ``amr-dspy`` command line. Each command lives in its own module and registers on ``app``."""
+
+from __future__ import annotations
+
+import sys
+
+from amr_dspy.cli._app import app, err_console
+from amr_dspy.errors import AmrDspyError
+
+# Importing a command module registers its commands on ``app``.
+from amr_dspy.cli import teacher as _teacher  # noqa: F401,E402
+from amr_dspy.cli import generate as _generate  # noqa: F401,E402
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point: run the app, turning every ``AmrDspyError`` into one red line and exit code 1."""
+    try:
+        app()
+    except AmrDspyError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)

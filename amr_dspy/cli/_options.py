@@ -1,0 +1,59 @@
+"""Options shared by several commands, so every command spells them the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from amr_dspy.teacher import ACCEPTED_FORMS, TeacherSpec
+
+if TYPE_CHECKING:
+    import dspy
+
+__all__ = ["TeacherOpt", "ApiBaseOpt", "ApiKeyOpt", "MaxTokensOpt", "TemperatureOpt", "NoCacheOpt", "teacher_spec", "teacher_session"]
+
+TeacherOpt = Annotated[
+    str | None,
+    typer.Option("--teacher", "-t", help=f"Teacher model [env AMR_DSPY_TEACHER; default local]: {ACCEPTED_FORMS}."),
+]
+ApiBaseOpt = Annotated[
+    str | None, typer.Option("--api-base", help="API base URL of a remote teacher [env AMR_DSPY_API_BASE].")
+]
+ApiKeyOpt = Annotated[
+    str | None, typer.Option("--api-key", help="API key of a remote teacher [env AMR_DSPY_API_KEY].")
+]
+MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", min=16, help="Most tokens per teacher answer.")]
+TemperatureOpt = Annotated[float, typer.Option("--temperature", min=0.0, max=2.0, help="Sampling temperature.")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Bypass DSPy's LM cache (fresh calls, real usage).")]
+
+
+def teacher_spec(
+    teacher: str | None,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    *,
+    max_tokens: int = 1024,
+    temperature: float = 0.0,
+    no_cache: bool = False,
+) -> TeacherSpec:
+    return TeacherSpec.parse(
+        teacher, api_base=api_base, api_key=api_key, max_tokens=max_tokens, temperature=temperature, cache=not no_cache
+    )
+
+
+@contextmanager
+def teacher_session(spec: TeacherSpec) -> Iterator[dspy.LM]:
+    """Start the teacher (with a spinner) and make it, with the JSON adapter, DSPy's LM for the block."""
+    import dspy
+
+    from amr_dspy.cli._app import console
+    from amr_dspy.teacher import open_teacher
+
+    with ExitStack() as stack:
+        with console.status(f"starting teacher {spec.name}"):
+            lm = stack.enter_context(open_teacher(spec))
+        stack.enter_context(dspy.context(lm=lm, adapter=dspy.JSONAdapter()))
+        yield lm

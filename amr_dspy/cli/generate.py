@@ -1,0 +1,73 @@
+"""``amr-dspy generate``: the teacher answers one instruction or the instructions of a file."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from amr_dspy.cli._app import app, console
+from amr_dspy.cli._options import ApiBaseOpt, ApiKeyOpt, MaxTokensOpt, NoCacheOpt, TeacherOpt, teacher_session, teacher_spec
+from amr_dspy.errors import ConfigError
+
+SAMPLE_FILE = Path(__file__).resolve().parent.parent / "data" / "sample_instructions.jsonl"
+
+
+@app.command()
+def generate(
+    instruction: Annotated[str | None, typer.Option("--instruction", "-i", help="One instruction to answer.")] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", help="Instruction file (JSONL, JSON list or parquet); 'sample' = bundled.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Answer at most this many instructions.")] = None,
+    variant: Annotated[str, typer.Option(help="Program variant, e.g. direct or cot.")] = "direct",
+    instruction_field: Annotated[str, typer.Option(help="Field holding the instruction in --input.")] = "instruction",
+    out: Annotated[Path | None, typer.Option(help="Also append the answers to this JSONL file.")] = None,
+    teacher: TeacherOpt = None,
+    api_base: ApiBaseOpt = None,
+    api_key: ApiKeyOpt = None,
+    max_tokens: MaxTokensOpt = 1024,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Answer instructions with the teacher and show each answer with syntax-highlighted code."""
+    from amr_dspy.programs import build_program
+    from amr_dspy.render import answer_panel
+
+    items = _instructions(instruction, input_file, limit, instruction_field)
+    spec = teacher_spec(teacher, api_base, api_key, max_tokens=max_tokens, no_cache=no_cache)
+    program = build_program(variant)
+    with teacher_session(spec):
+        for number, (item_id, text) in enumerate(items, 1):
+            started = time.monotonic()
+            with console.status(f"[{number}/{len(items)}] {item_id}"):
+                prediction = program(instruction=text)
+            seconds = time.monotonic() - started
+            console.print(answer_panel(f"{item_id} · {variant}", text, prediction.response, prediction.code,
+                                       footer=f"{spec.name} · {seconds:.1f}s"))
+            if out is not None:
+                _append(out, {"id": item_id, "instruction": text, "variant": variant, "teacher": spec.name,
+                              "response": prediction.response, "code": prediction.code, "seconds": round(seconds, 2)})
+
+
+def _instructions(
+    instruction: str | None, input_file: Path | None, limit: int | None, field: str
+) -> list[tuple[str, str]]:
+    if (instruction is None) == (input_file is None):
+        raise ConfigError("give exactly one of --instruction TEXT or --input FILE")
+    if instruction is not None:
+        return [("instruction", instruction)]
+    from amr_dspy.tasks import load_tasks
+
+    path = SAMPLE_FILE if str(input_file) == "sample" else input_file
+    tasks = load_tasks(str(path), limit=limit, instruction_field=field)
+    return [(task.task_id, task.instruction) for task in tasks]
+
+
+def _append(path: Path, record: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        handle.flush()

@@ -1,0 +1,42 @@
+"""Pull the solution code out of a teacher's markdown response with evalplus's sanitizer."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+__all__ = ["extract_code", "fenced_blocks"]
+
+_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)^[ \t]*```", re.DOTALL | re.MULTILINE)
+_PYTHON_TAGS = {"", "python", "python3", "py", "py3"}
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign)
+
+
+def fenced_blocks(text: str) -> list[str]:
+    """The bodies of the Python (or untagged) fenced code blocks, in order."""
+    return [body for tag, body in _FENCE.findall(text) if tag.lower() in _PYTHON_TAGS]
+
+
+def extract_code(response: str, entry_point: str | None = None) -> str | None:
+    """The solution in ``response`` (imports plus the definitions ``entry_point`` needs), or None if it has no code.
+
+    Fenced blocks are joined first: evalplus's ``code_extract`` tries every line span, which is
+    cubic in the response length, and the prose around the fences is never code anyway.
+    """
+    from evalplus.sanitize import sanitize
+
+    blocks = fenced_blocks(response)
+    text = "\n\n".join(blocks) if blocks else response
+    if not text.strip():
+        return None
+    code = sanitize(text, entry_point)
+    return code + "\n" if _defines_something(code) else None
+
+
+def _defines_something(code: str) -> bool:
+    """Sanitize falls back to the longest parsable span, which may be a stray word of prose."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return any(isinstance(node, _DEFINITIONS) for node in tree.body)

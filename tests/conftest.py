@@ -1,0 +1,47 @@
+"""Shared fixtures: a clean DSPy configuration per test, and the real local teacher for `teacher` tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import dspy
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def clean_dspy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Each test starts with no configured LM and an empty in-memory cache, as DSPy's own tests do."""
+    dspy.configure(lm=None, adapter=None)
+    with dspy.context():
+        yield
+    dspy.configure(lm=None, adapter=None)
+
+
+@pytest.fixture(scope="session")
+def local_teacher() -> Iterator[dspy.LM]:
+    """The real embedded teacher, served once for the whole session (uncached, greedy)."""
+    from amr_dspy.teacher import TeacherSpec, open_teacher
+
+    spec = TeacherSpec.parse("local", cache=False, max_tokens=512)
+    with open_teacher(spec) as lm:
+        yield lm
+
+
+def llama_server_pids() -> set[int]:
+    """PIDs of every running ``llama_cpp.server`` process on this machine."""
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"llama_cpp.server" in cmdline:
+            pids.add(int(proc.name))
+    return pids
