@@ -46,6 +46,7 @@ TestCase = Annotated[CallTest | AssertTest, Field(discriminator="kind")]
 
 
 class TestOutcome(BaseModel):
+    __test__ = False  # not a pytest test class
     name: str
     status: Status
     message: str | None = None  # assertion/mismatch message, "ExcType: msg", or why it was stopped
