@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from amr_dspy.errors import ConfigError
 from amr_dspy.extract import extract_code
+from amr_dspy.library.records import module_text
 from amr_dspy.testcases import AssertTest, ExecutionRequest, ExecutionResult
 from signatures import (
     DirectResponse,
@@ -38,6 +39,7 @@ __all__ = [
     "Retrieved",
     "VARIANTS",
     "build_program",
+    "parse_unit_tests",
 ]
 
 
@@ -114,7 +116,7 @@ class CoTProgram(dspy.Module):
         return _result(answer.response, entry_point, answer.response, [], reasoning=answer.reasoning)
 
 
-def _unit_tests(tests: Sequence[str]) -> list[AssertTest]:
+def parse_unit_tests(tests: Sequence[str]) -> list[AssertTest]:
     """Keep the generated tests that parse as a single assert statement."""
     kept = []
     for text in tests:
@@ -156,7 +158,7 @@ class AnsRepairProgram(dspy.Module):
             notes.append("repair skipped: the direct response has no code")
             return _result(direct, entry_point, direct, notes)
         try:
-            tests = _unit_tests(self.write_tests(instruction=instruction, code=code).tests)
+            tests = parse_unit_tests(self.write_tests(instruction=instruction, code=code).tests)
         except Exception as exc:  # a small teacher's unparsable output must not lose the answer
             notes.append(f"repair skipped: unit tests unparsable ({type(exc).__name__})")
             return _result(direct, entry_point, direct, notes)
@@ -189,7 +191,7 @@ class AMRConfig(BaseModel):
 
 
 def _spec_text(spec: ModuleSpec) -> str:
-    return f"{spec.signature}\n{spec.description}"
+    return module_text(spec.signature, spec.description, name=spec.name)
 
 
 def _render_specs(specs: Sequence[ModuleSpec]) -> str:
@@ -286,7 +288,7 @@ class AMRProgram(dspy.Module):
         if direct_code is None:
             notes.append("kept evolved: the direct response has no code")
             return evolved
-        tests = _unit_tests(self._try(notes, "unit tests", lambda: self.write_tests(
+        tests = parse_unit_tests(self._try(notes, "unit tests", lambda: self.write_tests(
             instruction=instruction, code=direct_code).tests) or [])  # fmt: skip
         if not tests:
             notes.append("kept evolved: no valid unit tests to compare with")

@@ -50,6 +50,8 @@ class TeacherSpec(BaseModel):
     cache: bool = True
     num_retries: int = 3
     timeout_s: float = 600.0
+    # ChatAdapter by default: asked for JSON, the 0.5B teacher drops the code block from its answer.
+    adapter: Literal["chat", "json"] = "chat"
 
     @classmethod
     def parse(
@@ -84,6 +86,9 @@ class TeacherSpec(BaseModel):
         """A directory-safe name, e.g. for ``artifacts/<slug>/``."""
         base = f"local-{self.model}" if self.kind == "local" else self.model
         return re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-").lower()
+
+    def make_adapter(self) -> dspy.Adapter:
+        return dspy.JSONAdapter() if self.adapter == "json" else dspy.ChatAdapter()
 
     def make_lm(self, api_base: str | None = None) -> dspy.LM:
         """The ``dspy.LM`` for this teacher; ``api_base`` overrides (the local server's URL)."""

@@ -94,7 +94,7 @@ def test_amr_full_flow_retrieves_generates_evolves_and_keeps_the_better_answer()
     assert prediction.direct_response == DIRECT
     assert [m.name for m in prediction.modules] == ["add"]
     assert [(r.id, r.score) for r in prediction.retrieved] == [("m1", 0.9)]
-    assert library.queries == ["def add(a: int, b: int) -> int:\nSum of a and b."]
+    assert library.queries == ["add: def add(a: int, b: int) -> int:\nSum of a and b."]
     assert any("evolved 2/2" in note and "direct 1/2" in note for note in prediction.notes)
 
 

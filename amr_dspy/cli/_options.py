@@ -46,7 +46,7 @@ def teacher_spec(
 
 @contextmanager
 def teacher_session(spec: TeacherSpec) -> Iterator[dspy.LM]:
-    """Start the teacher (with a spinner) and make it, with the JSON adapter, DSPy's LM for the block."""
+    """Start the teacher (with a spinner) and make it, with its adapter, DSPy's LM for the block."""
     import dspy
 
     from amr_dspy.cli._app import console
@@ -55,5 +55,5 @@ def teacher_session(spec: TeacherSpec) -> Iterator[dspy.LM]:
     with ExitStack() as stack:
         with console.status(f"starting teacher {spec.name}"):
             lm = stack.enter_context(open_teacher(spec))
-        stack.enter_context(dspy.context(lm=lm, adapter=dspy.JSONAdapter()))
+        stack.enter_context(dspy.context(lm=lm, adapter=spec.make_adapter()))
         yield lm

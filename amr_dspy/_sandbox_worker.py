@@ -1,0 +1,865 @@
+"""The sandbox's long-lived worker process (private; started by ``amr_dspy.sandbox``).
+
+It runs as a script (``python -I _sandbox_worker.py``) with a minimal environment, so it imports only the
+standard library, numpy and evalplus. It enters fresh network, mount and pid namespaces (serving as the pid
+namespace's init), imports what the harness needs once, then serves requests from its parent: for each request
+it forks one child per attempt, and that child sets its resource limits, drops to an unprivileged uid, applies
+evalplus's ``reliability_guard`` and only then runs the untrusted code and the tests. A child that dies in a
+test is followed by a fresh one for the remaining tests (unless the request is fail-fast).
+
+Protocol. Parent <-> worker: length-prefixed pickles on the worker's stdin/stdout (both sides trusted).
+Child -> worker: JSON lines on fd 3 — never pickle, since the child runs untrusted code. The worker trusts
+nothing the child says beyond its shape and keeps its own clock for every time limit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import pickle
+import select
+import shutil
+import signal
+import struct
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+_HEADER = struct.Struct(">Q")
+_EVENT_FD = 3
+_GRACE_S = 1.0  # extra wall time before the worker kills a child whose in-process timer did not fire
+_MAX_EVENT_BYTES = 1 << 20
+_MESSAGE_CHARS = 1000
+_REPR_CHARS = 300
+_STATUSES = frozenset({"passed", "failed", "error", "timeout", "memory", "skipped"})
+_CLONE_NEWUSER = 0x10000000
+_CLONE_NEWNET = 0x40000000
+_CLONE_NEWNS = 0x00020000
+_CLONE_NEWPID = 0x20000000
+_MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
+_MNT_DETACH = 2
+_PIPE_BYTES = 1 << 16
+_PR_SET_PDEATHSIG = 1
+_SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+# imported once in the worker, so every child starts with them (faster, and they work even where the
+# interpreter's own files stay out of the sandbox uid's reach)
+_PRELOAD = (
+    "array", "bisect", "cmath", "collections", "collections.abc", "copy", "dataclasses", "datetime", "decimal",
+    "encodings.idna", "enum", "fractions", "functools", "hashlib", "heapq", "itertools", "json", "math",
+    "operator", "random", "re", "statistics", "string", "textwrap", "typing", "unicodedata",
+)
+SANDBOX_UID_BASE = 1_000_000_000  # child uid = base + worker pid: unique per live worker, in no passwd file
+
+
+# --------------------------------------------------------------------------------------------
+# framing
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    chunks, left = [], n
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def recv_frame(fd: int) -> Any:
+    """One pickled frame, or None at end of file."""
+    header = _read_exact(fd, _HEADER.size)
+    if header is None:
+        return None
+    body = _read_exact(fd, _HEADER.unpack(header)[0])
+    return None if body is None else pickle.loads(body)
+
+
+def encode_frame(obj: Any) -> bytes:
+    body = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(body)) + body
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def send_frame(fd: int, obj: Any) -> None:
+    write_all(fd, encode_frame(obj))
+
+
+# --------------------------------------------------------------------------------------------
+# isolation of the worker itself
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _unshare(flags: int) -> None:
+    if _libc().unshare(flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    args = [None if a is None else a.encode() for a in (source, target, fstype)]
+    if _libc().mount(*args, ctypes.c_ulong(flags), None if data is None else data.encode()) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {target}: {os.strerror(err)}")
+
+
+def _first_unsearchable(path: str) -> str | None:
+    """The topmost directory on ``path`` that other users may not traverse."""
+    current = "/"
+    for part in path.strip("/").split("/"):
+        current = os.path.join(current, part)
+        if not os.stat(current).st_mode & 0o001:
+            return current
+    return None
+
+
+def _expose_interpreter(extra: str) -> str:
+    """Make the interpreter's own directories reachable for the sandbox uid (inside our mount namespace).
+
+    An interpreter installed under a private home (``/root/.pyenv``) cannot import its standard library
+    once a child drops to another uid. Here the blocking directory is covered with a tmpfs that holds
+    only bind mounts of the directories Python needs — at their usual paths, so nothing else changes.
+    """
+    wanted = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *sys.path, extra]
+    paths = sorted({os.path.abspath(p) for p in wanted if p and os.path.isdir(p)}, key=len)
+    blocked: dict[str, list[str]] = {}
+    for path in paths:
+        blocker = _first_unsearchable(path)
+        if blocker is not None and blocker != path:
+            if not any(path.startswith(top + "/") for top in blocked.get(blocker, [])):
+                blocked.setdefault(blocker, []).append(path)
+    if not blocked:
+        return "not needed"
+    try:
+        for blocker, tops in blocked.items():
+            staged = [(path, tempfile.mkdtemp(prefix="amr-sandbox-stage-")) for path in tops]
+            for path, stage in staged:
+                _mount(path, stage, None, _MS_BIND | _MS_REC)
+            _mount("tmpfs", blocker, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=755,size=1m")
+            for path, stage in staged:
+                os.makedirs(path, exist_ok=True)
+                _mount(stage, path, None, _MS_BIND | _MS_REC)
+                _libc().umount2(stage.encode(), _MNT_DETACH)
+                os.rmdir(stage)
+    except OSError as exc:
+        return f"no ({exc}); only preloaded modules can be imported"
+    return "yes, " + ", ".join(sorted(blocked)) + " covered by a tmpfs holding only the interpreter"
+
+
+def private_mounts(root: str, scratch_mb: int, expose: bool) -> dict[str, bool | str]:
+    """A private mount namespace where every world-writable scratch dir and the work dirs are small tmpfs.
+
+    Code that floods /tmp or /dev/shm fills a capped tmpfs that vanishes with the worker, never the host's
+    disk or shared memory. Must run before the worker imports anything that could start a thread.
+    """
+    try:
+        _unshare(_CLONE_NEWNS)
+        _mount(None, "/", None, _MS_REC | _MS_PRIVATE)  # nothing mounted here reaches the host
+    except OSError as exc:
+        return {"mount_namespace": False, "mount_namespace_error": f"{type(exc).__name__}: {exc}"}
+    facts: dict[str, bool | str] = {"mount_namespace": True}
+    if expose:
+        facts["interpreter_exposed"] = _expose_interpreter(root)
+    covered = []
+    options = f"size={scratch_mb}m"
+    for path in _SCRATCH_DIRS:
+        try:
+            if os.path.isdir(path) and os.stat(path).st_mode & 0o002:
+                _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777," + options)
+                covered.append(path)
+        except OSError:
+            pass
+    try:
+        os.makedirs(root, mode=0o711, exist_ok=True)  # gone if it was under a covered dir
+        _mount("tmpfs", root, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=711," + options)
+        covered.append("the work dirs")
+    except OSError:
+        pass
+    facts["private_scratch"] = f"{', '.join(covered) or 'none'} (tmpfs, {scratch_mb}MB each)"
+    return facts
+
+
+def _enter_user_namespace() -> None:
+    """Unprivileged: a user namespace mapping only our own ids grants the other namespaces."""
+    uid, gid = os.geteuid(), os.getegid()
+    _unshare(_CLONE_NEWUSER)
+    for name, text in (("uid_map", f"{uid} {uid} 1"), ("setgroups", "deny"), ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as fh:
+            fh.write(text)
+
+
+def enter_namespaces(isolate_network: bool) -> dict[str, bool | str]:
+    """Fresh network (only a downed loopback) and pid namespaces, as far as the OS allows.
+
+    Must run while the process is single-threaded. The pid namespace takes effect for the next fork:
+    the caller forks once more and lets that child serve as the namespace's init.
+    """
+    facts: dict[str, bool | str] = {}
+    if os.geteuid() != 0:
+        try:
+            _enter_user_namespace()
+            facts["user_namespace"] = True
+        except OSError as exc:
+            facts["user_namespace"] = f"no ({exc})"
+    wanted = [("network", _CLONE_NEWNET)] if isolate_network else []
+    for name, flag in [*wanted, ("pid", _CLONE_NEWPID)]:
+        try:
+            _unshare(flag)
+            facts[f"{name}_namespace"] = True
+        except OSError as exc:
+            facts[f"{name}_namespace"] = False
+            facts[f"{name}_namespace_error"] = f"{type(exc).__name__}: {exc}"
+    return facts
+
+
+def become_namespace_init() -> None:
+    """Fork into the new pid namespace; this process stays behind only to mirror the worker's exit.
+
+    As the namespace's init the worker cannot be signalled by its children (the kernel drops signals
+    from inside the namespace that init has no handler for), they cannot see or signal anything on the
+    host, and when the worker dies the kernel kills every process left in the namespace.
+    """
+    pid = os.fork()
+    if pid:
+        os.closerange(0, os.sysconf("SC_OPEN_MAX"))  # the protocol pipes now belong to the worker alone
+        status = os.waitpid(pid, 0)[1]
+        if os.WIFSIGNALED(status):  # die the same way, so the parent can say how the worker ended
+            signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+            os.kill(os.getpid(), os.WTERMSIG(status))
+        os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+    _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # delivered: it comes from the parent namespace
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# --------------------------------------------------------------------------------------------
+# the child: limits, privilege drop, guard, then the untrusted code
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """What a forked child needs; built by the worker before the fork."""
+
+    request: dict
+    start: int  # the first test this child runs (later ones follow a child that died)
+    carry: list[bool]  # evalplus's raised atol, per base/plus group, from the previous child
+    workdir: str
+    limits: dict
+    uid: int | None  # None: keep the worker's uid (not root)
+
+
+def _confine(spec: ChildSpec, worker_pid: int) -> None:
+    import resource
+
+    os.setsid()
+    os.chdir(spec.workdir)
+    os.environ.clear()
+    os.environ.update(
+        {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": spec.workdir, "TMPDIR": spec.workdir,
+         "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    )
+    tempfile.tempdir = spec.workdir
+    cpu = int(spec.limits["cpu_s"])
+    fsize = int(spec.limits["file_size_mb"]) << 20
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))  # no fork, no threads (binds only without root)
+    memory = int(spec.limits["memory_mb"]) << 20
+    for limit in (resource.RLIMIT_AS, resource.RLIMIT_DATA, resource.RLIMIT_STACK):  # as reliability_guard does
+        resource.setrlimit(limit, (memory, memory))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversized writes raise OSError instead of killing us
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    if spec.uid is not None:
+        os.setgroups([])
+        os.setresgid(spec.uid, spec.uid, spec.uid)
+        os.setresuid(spec.uid, spec.uid, spec.uid)
+    # after the uid change, which clears it: die with the worker, and catch a worker that died already
+    _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != worker_pid:
+        os._exit(1)
+
+
+def _emit(event: dict) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # the code under test may have replaced or closed the stream
+            pass
+    write_all(_EVENT_FD, (json.dumps(event) + "\n").encode())
+
+
+def _clip(text: str, limit: int = _MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 15] + "... [truncated]"
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return _clip(repr(value), _REPR_CHARS)
+    except BaseException as exc:  # a hostile __repr__
+        return f"<unprintable {type(value).__name__}: {type(exc).__name__}>"
+
+
+def _describe(exc: BaseException, filename: str | None = None, source: str | None = None) -> str:
+    try:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    except BaseException:
+        text = type(exc).__name__
+    if filename is not None:
+        line = _failing_line(exc, filename)
+        if line is not None:
+            code_line = _source_line(source, line)
+            text += f" (line {line}: {code_line})" if code_line else f" (line {line})"
+    return _clip(text)
+
+
+def _failing_line(exc: BaseException, filename: str) -> int | None:
+    if isinstance(exc, SyntaxError) and exc.filename == filename:
+        return exc.lineno
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _source_line(source: str | None, line: int | None) -> str | None:
+    if source is None or not line:
+        return None
+    lines = source.splitlines()
+    return _clip(lines[line - 1].strip(), 200) if 0 < line <= len(lines) else None
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _check(dataset: str | None, entry_point: str, inp: list, out: Any, exp: Any, atol_box: list[float]) -> None:
+    """evalplus 0.3.1 ``unsafe_execute``'s comparison, step for step; raises on a mismatch.
+
+    ``atol_box`` holds the task's atol: evalplus raises a zero atol to 1e-6 once it meets a float
+    expectation and keeps it for the later inputs of the same run, so the box carries it on.
+    """
+    from evalplus.eval import (
+        MBPP_OUTPUT_NOT_NONE_TASKS,
+        MBPP_OUTPUT_SET_EQ_TASKS,
+        _digit_distance_nums,
+        _poly,
+        _surface_Area,
+        is_floats,
+    )
+    import numpy as np
+
+    atol = atol_box[0]
+    exact_match = out == exp
+    if dataset == "mbpp":
+        if "are_equivalent" == entry_point:  # Mbpp/164
+            exact_match = exact_match or True
+        elif "sum_div" == entry_point:  # Mbpp/295
+            exact_match = exact_match or out == 0
+        elif "surface_Area" == entry_point:  # Mbpp/581
+            exact_match = exact_match or abs(out - _surface_Area(*inp)) <= atol
+        elif "digit_distance_nums" == entry_point:  # Mbpp/558
+            exact_match = exact_match or out == _digit_distance_nums(*inp)
+        elif entry_point in MBPP_OUTPUT_SET_EQ_TASKS:
+            exact_match = set(out) == set(exp)
+        elif entry_point in MBPP_OUTPUT_NOT_NONE_TASKS:
+            exact_match = out == exp if isinstance(out, bool) else exp == (out is not None)
+    if dataset == "humaneval" and "find_zero" == entry_point:  # HumanEval/32
+        residual = abs(_poly(*inp, out))
+        if not residual <= atol:
+            raise _Mismatch(f"|poly(xs, {_safe_repr(out)})| = {residual!r} exceeds atol {atol!r}")
+        return
+    if atol == 0 and is_floats(exp):
+        atol = atol_box[0] = 1e-6
+    if not exact_match and atol != 0:
+        if type(out) != type(exp):  # noqa: E721 - evalplus compares exact types
+            raise _Mismatch(f"type {type(out).__name__} differs from expected {type(exp).__name__}")
+        if isinstance(exp, (list, tuple)) and len(out) != len(exp):
+            raise _Mismatch(f"length {len(out)} differs from expected {len(exp)}")
+        if not np.allclose(out, exp, rtol=1e-07, atol=atol):
+            raise _Mismatch(f"not within atol {atol!r}")
+    elif not exact_match:
+        raise _Mismatch("")
+
+
+def _run_call(test: dict, fn: Any, request: dict, carry: list[bool]) -> tuple[str, str | None]:
+    import copy
+
+    from evalplus.eval.utils import TimeoutException, time_limit
+
+    inp = copy.deepcopy(test["inputs"])
+    try:
+        with time_limit(test["time_limit_s"]):
+            out = fn(*inp)
+    except TimeoutException:
+        return "timeout", f"exceeded the time limit of {test['time_limit_s']:g}s"
+    except MemoryError as exc:
+        return "memory", _describe(exc, "<solution>", request["code"])
+    except BaseException as exc:
+        return "error", _describe(exc, "<solution>", request["code"])
+    group = int(test["plus"])
+    atol_box = [test["atol"] if test["atol"] != 0 or not carry[group] else 1e-6]
+    try:
+        _check(request["dataset"], request["entry_point"], inp, out, test["expected"], atol_box)
+    except BaseException as exc:
+        detail = str(exc) if isinstance(exc, _Mismatch) else f"comparison raised {_describe(exc)}"
+        message = f"expected {_safe_repr(test['expected'])}, got {_safe_repr(out)}"
+        return "failed", _clip(f"{message} ({detail})" if detail else message)
+    finally:
+        carry[group] = carry[group] or atol_box[0] != test["atol"]
+    return "passed", None
+
+
+def _run_assert(test: dict, namespace: dict) -> tuple[str, str | None]:
+    from evalplus.eval.utils import TimeoutException, time_limit
+
+    filename = "<test>"
+    try:
+        code = compile(test["code"], filename, "exec")
+    except BaseException as exc:
+        return "error", "test does not compile: " + _describe(exc, filename, test["code"])
+    try:
+        with time_limit(test["time_limit_s"]):
+            exec(code, namespace)
+    except TimeoutException:
+        return "timeout", f"exceeded the time limit of {test['time_limit_s']:g}s"
+    except AssertionError as exc:
+        line = _source_line(test["code"], _failing_line(exc, filename))
+        text = str(exc)
+        if line:
+            text = f"{text} ({line})" if text else line
+        return "failed", _clip(text or "AssertionError")
+    except MemoryError as exc:
+        return "memory", _describe(exc)
+    except BaseException as exc:
+        return "error", _describe(exc, filename, test["code"])
+    return "passed", None
+
+
+def _exec_solution(request: dict, exec_limit: float) -> tuple[dict | None, tuple[str, str] | None]:
+    from evalplus.eval.utils import TimeoutException, time_limit
+
+    namespace: dict = {}  # as evalplus: a bare globals dict, so __name__ is not "__main__"
+    try:
+        code = compile(request["code"], "<solution>", "exec")
+        with time_limit(exec_limit):
+            exec(code, namespace)
+    except TimeoutException:
+        return None, ("timeout", f"the solution did not finish loading within {exec_limit:g}s")
+    except MemoryError as exc:
+        return None, ("memory", "the solution failed to load: " + _describe(exc))
+    except BaseException as exc:
+        return None, ("error", "the solution failed to load: " + _describe(exc, "<solution>", request["code"]))
+    entry = request["entry_point"]
+    if entry is not None and any(t["kind"] == "call" for t in request["tests"]) and entry not in namespace:
+        return None, ("error", f"the solution does not define the entry point {entry!r}")
+    return namespace, None
+
+
+def _child_main(spec: ChildSpec, worker_pid: int) -> None:
+    from evalplus.eval.utils import reliability_guard
+
+    _confine(spec, worker_pid)
+    reliability_guard(maximum_memory_bytes=None)  # memory limits are already set, while still privileged
+    request = spec.request
+    namespace, fatal = _exec_solution(request, request["exec_limit_s"])
+    if fatal is not None:
+        _emit({"e": "fatal", "status": fatal[0], "message": fatal[1]})
+        return
+    _emit({"e": "ready"})
+    fn = namespace.get(request["entry_point"]) if request["entry_point"] else None
+    carry = list(spec.carry)
+    for i in range(spec.start, len(request["tests"])):
+        test = request["tests"][i]
+        _emit({"e": "start", "i": i})
+        if test["kind"] == "call":
+            status, message = _run_call(test, fn, request, carry)
+        else:
+            status, message = _run_assert(test, namespace)
+        _emit({"e": "done", "i": i, "status": status, "message": message, "carry": carry})
+        if status != "passed" and request["fail_fast"]:
+            break
+    _emit({"e": "end"})
+
+
+# --------------------------------------------------------------------------------------------
+# the worker side of one child
+
+
+class _Capture:
+    """Keeps the first ``limit`` bytes of a stream and counts the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.data, self.dropped = limit, bytearray(), 0
+
+    def add(self, chunk: bytes) -> None:
+        room = self.limit - len(self.data)
+        self.data += chunk[: max(room, 0)]
+        self.dropped += max(len(chunk) - max(room, 0), 0)
+
+    def text(self) -> str:
+        text = self.data.decode("utf-8", errors="replace")
+        return text + f"\n[... {self.dropped} more bytes truncated]" if self.dropped else text
+
+
+class _ChildRun:
+    """The worker's view of one forked child: the events it sent and how it ended."""
+
+    def __init__(self, request: dict, start: int) -> None:
+        self.request, self.expected = request, start
+        self.outcomes: dict[int, tuple[str, str | None]] = {}
+        self.carry: list[bool] | None = None
+        self.fatal: tuple[str, str | None] | None = None
+        self.ready = self.ended = False
+        self.current: int | None = None  # a test that started and has not reported
+        self.killed: str | None = None  # "timeout", "wall" or "protocol"
+        self.wait_status: int | None = None
+        self.buffer = bytearray()
+        self.broken = False  # the child wrote something that is not a valid event: believe nothing after
+
+    def phase_limit(self) -> float:
+        """Seconds the child may take until its next event."""
+        if not self.ready:
+            return self.request["exec_limit_s"] + _GRACE_S
+        if self.current is not None:
+            return self.request["tests"][self.current]["time_limit_s"] + _GRACE_S
+        return _GRACE_S
+
+    def feed(self, chunk: bytes) -> bool:
+        """Parse complete event lines; False on anything malformed, then and ever after."""
+        if self.broken:
+            return False
+        self.buffer += chunk
+        while b"\n" in self.buffer and not self.broken:
+            line, _, rest = self.buffer.partition(b"\n")
+            self.buffer = bytearray(rest)
+            try:
+                self.broken = not self._apply(json.loads(line))
+            except (ValueError, TypeError, KeyError):
+                self.broken = True
+        self.broken = self.broken or len(self.buffer) > _MAX_EVENT_BYTES
+        return not self.broken
+
+    def _apply(self, event: dict) -> bool:
+        kind = event["e"]
+        if self.ended or self.fatal is not None:
+            return False
+        if kind == "harness":
+            self.fatal = ("error", "sandbox harness failure: " + _clip(str(event.get("message"))))
+            return True
+        if kind == "fatal" and not self.ready:
+            self.fatal = _valid_outcome(event)
+            return self.fatal is not None
+        if kind == "ready" and not self.ready:
+            self.ready = True
+            return True
+        if not self.ready:
+            return False
+        if kind == "start" and self.current is None and event["i"] == self.expected:
+            self.current = self.expected
+            return self.expected < len(self.request["tests"])
+        if kind == "done" and self.current is not None and event["i"] == self.current:
+            outcome = _valid_outcome(event)
+            carry = event.get("carry")
+            if outcome is None or not (isinstance(carry, list) and len(carry) == 2):
+                return False
+            self.outcomes[self.current], self.carry = outcome, [bool(c) for c in carry]
+            self.current, self.expected = None, self.current + 1
+            return True
+        if kind == "end" and self.current is None:
+            self.ended = True
+            return True
+        return False
+
+
+def _valid_outcome(event: dict) -> tuple[str, str | None] | None:
+    status, message = event.get("status"), event.get("message")
+    if status not in _STATUSES or status == "skipped" or not (message is None or isinstance(message, str)):
+        return None
+    return status, None if message is None else _clip(message)
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the child's session; only called while the child is unreaped, so its pid cannot be reused."""
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _exited(pid: int) -> bool:
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+class _Pipes:
+    """The read ends of the child's event, stdout and stderr pipes."""
+
+    def __init__(self, event: int, out: tuple[int, _Capture], err: tuple[int, _Capture]) -> None:
+        self.event = event
+        self.sinks: dict[int, _Capture | None] = {event: None, out[0]: out[1], err[0]: err[1]}
+        for fd in self.sinks:
+            os.set_blocking(fd, False)
+
+    def pump(self, fd: int, run: _ChildRun) -> bool:
+        """Read what is there; False when the child broke the event protocol."""
+        try:
+            chunk = os.read(fd, _PIPE_BYTES)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            self.close(fd)
+            return True
+        sink = self.sinks[fd]
+        if sink is None:
+            return run.feed(chunk)
+        sink.add(chunk)
+        return True
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+        del self.sinks[fd]
+
+    def close_all(self) -> None:
+        for fd in list(self.sinks):
+            self.close(fd)
+
+
+def _supervise(run: _ChildRun, pid: int, pipes: _Pipes, wall_deadline: float, parent_fd: int) -> None:
+    """Pump the child's pipes until it exits, killing it when a deadline passes."""
+    try:
+        pidfd: int | None = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    deadline = time.monotonic() + run.phase_limit()
+    try:
+        while not _exited(pid):
+            now = time.monotonic()
+            if run.killed is None and now >= min(deadline, wall_deadline):
+                run.killed = "wall" if now >= wall_deadline else "timeout"
+                _kill_group(pid)
+            timeout = 0.05 if run.killed is not None or pidfd is None else min(deadline, wall_deadline) - now
+            waiting = [*pipes.sinks, parent_fd] + ([pidfd] if pidfd is not None else [])
+            for fd in select.select(waiting, [], [], max(timeout, 0.0))[0]:
+                if fd == parent_fd:  # the parent hung up: give up everything
+                    _kill_group(pid)
+                    os._exit(0)
+                if fd in pipes.sinks:
+                    if not pipes.pump(fd, run) and run.killed is None:
+                        run.killed = "protocol"
+                        _kill_group(pid)
+                    if fd == pipes.event and run.killed is None:
+                        deadline = time.monotonic() + run.phase_limit()
+        _kill_group(pid)  # the session, should anything have escaped the process limit
+        run.wait_status = os.waitpid(pid, 0)[1]
+        for fd in list(pipes.sinks):  # what was left in the pipes when the child exited
+            for _ in range(256):
+                if fd not in pipes.sinks or not pipes.pump(fd, run):
+                    break
+        if run.broken and run.killed is None:
+            run.killed = "protocol"
+    finally:
+        pipes.close_all()
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _fork_child(spec: ChildSpec, out: _Capture, err: _Capture, wall_deadline: float, parent_fd: int) -> _ChildRun:
+    run = _ChildRun(spec.request, spec.start)
+    event_r, event_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    worker_pid = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+            os.dup2(event_w, _EVENT_FD)
+            os.closerange(_EVENT_FD + 1, os.sysconf("SC_OPEN_MAX"))
+            sys.stdout.reconfigure(line_buffering=True)
+            _child_main(spec, worker_pid)
+        except BaseException as exc:  # the harness itself failed: say why on the event pipe
+            try:
+                os.write(_EVENT_FD, (json.dumps({"e": "harness", "message": _describe(exc)}) + "\n").encode())
+            except BaseException:
+                pass
+        finally:
+            os._exit(0)
+    for fd in (event_w, out_w, err_w):
+        os.close(fd)
+    _supervise(run, pid, _Pipes(event_r, (out_r, out), (err_r, err)), wall_deadline, parent_fd)
+    return run
+
+
+# --------------------------------------------------------------------------------------------
+# one request
+
+
+def _cause(run: _ChildRun, request: dict, limits: dict) -> tuple[str, str]:
+    if run.killed == "timeout":
+        limit = request["exec_limit_s"] if run.current is None else request["tests"][run.current]["time_limit_s"]
+        return "timeout", f"exceeded the time limit of {limit:g}s (killed)"
+    if run.killed == "wall":
+        return "timeout", f"the request exceeded its wall-clock limit of {limits['max_wall_s']:g}s (killed)"
+    if run.killed == "protocol":
+        return "error", "the code under test tampered with the harness's result channel (killed)"
+    status = run.wait_status or 0
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig == signal.SIGXCPU:
+            return "timeout", f"exceeded the CPU time limit of {limits['cpu_s']}s (killed)"
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return "error", f"the process was killed by {name}"
+    return "error", f"the process exited with code {os.WEXITSTATUS(status)}"
+
+
+def run_request(request: dict, limits: dict, root: str, uid: int | None, parent_fd: int) -> dict:
+    started = time.monotonic()
+    wall_deadline = started + float(limits["max_wall_s"])
+    tests = request["tests"]
+    outcomes: list[tuple[str, str | None] | None] = [None] * len(tests)
+    out, err = _Capture(int(limits["max_output_bytes"])), _Capture(int(limits["max_output_bytes"]))
+    workdir = tempfile.mkdtemp(prefix="req-", dir=root)
+    if uid is not None:
+        os.chown(workdir, uid, uid)
+    start, carry = 0, [False, False]
+    try:
+        while True:
+            run = _fork_child(ChildSpec(request, start, carry, workdir, limits, uid), out, err, wall_deadline, parent_fd)
+            outcomes[start : start + len(run.outcomes)] = [run.outcomes[i] for i in sorted(run.outcomes)]
+            carry = run.carry or carry
+            if run.ended:
+                break
+            if run.fatal is not None or not run.ready:
+                status, message = run.fatal or _loading_cause(run, request, limits)
+                outcomes[run.expected :] = [(status, message)] * (len(tests) - run.expected)
+                break
+            failed = run.current if run.current is not None else run.expected
+            if failed >= len(tests):
+                break
+            status, message = _cause(run, request, limits)
+            outcomes[failed] = (status, message)
+            start = failed + 1
+            if run.killed == "wall" or request["fail_fast"] or start >= len(tests):
+                break
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    reason = "skipped after an earlier test did not pass"
+    if time.monotonic() >= wall_deadline:
+        reason = "skipped: the request's wall-clock limit was reached"
+    return {
+        "outcomes": [o if o is not None else ("skipped", reason) for o in outcomes],
+        "stdout": out.text(),
+        "stderr": err.text(),
+        "wall_s": time.monotonic() - started,
+    }
+
+
+def _loading_cause(run: _ChildRun, request: dict, limits: dict) -> tuple[str, str]:
+    status, message = _cause(run, request, limits)
+    return status, f"while loading the solution: {message}"
+
+
+# --------------------------------------------------------------------------------------------
+# start-up
+
+
+_PROBE = """
+import errno, json, os, posix, socket
+facts = {"uid": os.getuid()}
+try:
+    pid = posix.fork()
+    if pid == 0:
+        posix._exit(0)
+    posix.waitpid(pid, 0)
+    facts["fork_blocked"] = False
+except OSError:
+    facts["fork_blocked"] = True
+try:
+    socket.create_connection(("127.0.0.1", 9), timeout=0.5).close()
+    facts["loopback"] = "connected"
+except OSError as exc:
+    facts["loopback"] = errno.errorcode.get(exc.errno, type(exc).__name__)
+print(json.dumps(facts))
+"""
+
+
+def _probe(limits: dict, root: str, uid: int | None, parent_fd: int) -> dict[str, bool | str]:
+    """Run a harmless request to learn which restrictions actually bind in a child."""
+    request = {
+        "code": "", "entry_point": None, "dataset": None, "fail_fast": True, "exec_limit_s": 5.0,
+        "tests": [{"kind": "assert", "name": "probe", "code": _PROBE, "time_limit_s": 5.0, "plus": False}],
+    }
+    result = run_request(request, dict(limits, max_wall_s=10.0), root, uid, parent_fd)
+    try:
+        facts = json.loads(result["stdout"])
+    except ValueError:
+        return {"probe": f"failed: {result['outcomes'][0]}"}
+    return {
+        "uid_drop": uid is not None and facts["uid"] == uid,
+        "sandbox_uid": str(facts["uid"]),
+        "process_limit": facts["fork_blocked"] is True,
+        "loopback_blocked": facts["loopback"] == "ENETUNREACH",  # not merely refused: no network at all
+    }
+
+
+def main() -> None:
+    request_fd, reply_fd = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(2, 1)  # a stray print must never corrupt the protocol
+    config = recv_frame(request_fd)
+    if config is None:
+        return
+    sys.path[:] = config["sys_path"]
+    limits = config["limits"]
+    uid = SANDBOX_UID_BASE + os.getpid() if os.geteuid() == 0 else None  # the pid the parent knows us by
+    isolation = enter_namespaces(not limits["network"])  # before numpy can start any thread
+    scratch_mb = int(limits["file_size_mb"]) + 16
+    isolation.update(private_mounts(config["root"], scratch_mb, expose=uid is not None))
+    if isolation["pid_namespace"] is True:
+        become_namespace_init()
+    try:
+        import importlib
+
+        import numpy  # noqa: F401 - imported once here so every child starts with it loaded
+        from evalplus.eval import unsafe_execute  # noqa: F401
+        from evalplus.eval.utils import reliability_guard  # noqa: F401
+
+        for name in _PRELOAD:
+            importlib.import_module(name)
+    except Exception as exc:
+        send_frame(reply_fd, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
+        return
+    isolation.update(_probe(limits, config["root"], uid, request_fd))
+    send_frame(reply_fd, {"ready": True, "isolation": isolation, "pid": os.getpid()})
+    while True:
+        message = recv_frame(request_fd)
+        if message is None or message.get("op") == "shutdown":
+            return
+        send_frame(reply_fd, run_request(message["request"], limits, config["root"], uid, request_fd))
+
+
+if __name__ == "__main__":
+    main()
