@@ -10,6 +10,9 @@ from amr_dspy.errors import AmrDspyError
 # Importing a command module registers its commands on ``app``.
 from amr_dspy.cli import teacher as _teacher  # noqa: F401,E402
 from amr_dspy.cli import generate as _generate  # noqa: F401,E402
+from amr_dspy.cli import eval as _eval  # noqa: F401,E402
+from amr_dspy.cli import library as _library  # noqa: F401,E402
+from amr_dspy.cli import bench as _bench  # noqa: F401,E402
 
 __all__ = ["app", "main"]
 

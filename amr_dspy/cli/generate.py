@@ -61,8 +61,9 @@ def _instructions(
         return [("instruction", instruction)]
     from amr_dspy.tasks import load_tasks
 
-    path = SAMPLE_FILE if str(input_file) == "sample" else input_file
-    tasks = load_tasks(str(path), limit=limit, instruction_field=field)
+    sample = str(input_file) == "sample"
+    path = SAMPLE_FILE if sample else input_file
+    tasks = load_tasks(str(path), limit=limit, instruction_field=field, id_field="id" if sample else None)
     return [(task.task_id, task.instruction) for task in tasks]
 
 

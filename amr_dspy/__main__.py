@@ -1,0 +1,3 @@
+from amr_dspy.cli import main
+
+main()
