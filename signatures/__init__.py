@@ -1,6 +1,7 @@
 """The DSPy signatures of amr-dspy. Their docstrings are the starting instructions the optimizers rewrite."""
 
 from signatures.amr import (
+    DescribeModule,
     ModularDecomposition,
     ModuleAwareGeneration,
     ModuleCode,
@@ -20,4 +21,5 @@ __all__ = [
     "ResponseEvolution",
     "UnitTests",
     "RepairResponse",
+    "DescribeModule",
 ]

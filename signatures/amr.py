@@ -14,6 +14,7 @@ __all__ = [
     "ResponseEvolution",
     "UnitTests",
     "RepairResponse",
+    "DescribeModule",
 ]
 
 
@@ -101,3 +102,11 @@ class RepairResponse(dspy.Signature):
     response: str = dspy.InputField(desc="The response whose code failed.")
     failure: str = dspy.InputField(desc="The failing test and its error message.")
     repaired_response: str = dspy.OutputField(desc="A short explanation and one complete ```python code block.")
+
+
+class DescribeModule(dspy.Signature):
+    """Describe in one sentence what this Python function does: its purpose, inputs and result, precisely
+    enough that someone could find it again by that description."""
+
+    code: str = dspy.InputField(desc="A Python function.")
+    description: str = dspy.OutputField(desc="One plain sentence, no code.")

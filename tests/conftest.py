@@ -6,16 +6,20 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import amr_dspy  # noqa: F401  (sets the offline defaults before dspy and litellm are imported)
 import dspy
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+# Tests never read or write the user's LM cache: every call they make is a real one.
+dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
+
+
 @pytest.fixture(autouse=True)
-def clean_dspy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Each test starts with no configured LM and an empty in-memory cache, as DSPy's own tests do."""
+def clean_dspy() -> Iterator[None]:
+    """Each test starts with no configured LM or adapter, as DSPy's own tests do."""
     dspy.configure(lm=None, adapter=None)
     with dspy.context():
         yield

@@ -17,13 +17,13 @@ __all__ = ["TeacherOpt", "ApiBaseOpt", "ApiKeyOpt", "MaxTokensOpt", "Temperature
 
 TeacherOpt = Annotated[
     str | None,
-    typer.Option("--teacher", "-t", help=f"Teacher model [env AMR_DSPY_TEACHER; default local]: {ACCEPTED_FORMS}."),
+    typer.Option("--teacher", "-t", help=f"Teacher model (env AMR_DSPY_TEACHER, default local): {ACCEPTED_FORMS}."),
 ]
 ApiBaseOpt = Annotated[
-    str | None, typer.Option("--api-base", help="API base URL of a remote teacher [env AMR_DSPY_API_BASE].")
+    str | None, typer.Option("--api-base", help="API base URL of a remote teacher (env AMR_DSPY_API_BASE).")
 ]
 ApiKeyOpt = Annotated[
-    str | None, typer.Option("--api-key", help="API key of a remote teacher [env AMR_DSPY_API_KEY].")
+    str | None, typer.Option("--api-key", help="API key of a remote teacher (env AMR_DSPY_API_KEY).")
 ]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", min=16, help="Most tokens per teacher answer.")]
 TemperatureOpt = Annotated[float, typer.Option("--temperature", min=0.0, max=2.0, help="Sampling temperature.")]

@@ -1,0 +1,259 @@
+"""``amr-dspy eval``: pass@1 of a program (or of an existing samples file) on MBPP+ / HumanEval+."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from amr_dspy.cli._app import app, console
+from amr_dspy.cli._options import (
+    ApiBaseOpt,
+    ApiKeyOpt,
+    MaxTokensOpt,
+    NoCacheOpt,
+    TeacherOpt,
+    TemperatureOpt,
+    teacher_session,
+    teacher_spec,
+)
+from amr_dspy.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from amr_dspy.evaluation import EvalResults
+    from amr_dspy.sandbox import Sandbox
+    from amr_dspy.tasks import Task
+
+__all__ = ["eval_command"]
+
+
+@app.command("eval")
+def eval_command(
+    benchmark: Annotated[
+        str, typer.Option("--benchmark", "-b", help="mbpp+:test, mbpp+:dev, mbpp+:train, mbpp+ or humaneval+.")
+    ] = "mbpp+:test",
+    variant: Annotated[
+        str | None, typer.Option(help="Program variant to run, e.g. direct or cot (not with --samples).")
+    ] = None,
+    samples: Annotated[
+        Path | None,
+        typer.Option(
+            dir_okay=False, help="Check this evalplus samples.jsonl instead of running a program (no teacher)."
+        ),
+    ] = None,
+    program: Annotated[
+        Path | None,
+        typer.Option("--program", help="Compiled program artifact (JSON saved by dspy) to load into the variant."),
+    ] = None,
+    library: Annotated[
+        Path | None, typer.Option(file_okay=False, help="Function-module library directory, for variants that use one.")
+    ] = None,
+    guard: Annotated[
+        bool,
+        typer.Option("--guard/--no-guard", help="AMR variants: keep the evolved answer only if it passes at least as "
+                     "many teacher-written unit tests as the direct one."),
+    ] = True,
+    limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N tasks of the benchmark.")] = None,
+    threads: Annotated[
+        int, typer.Option(min=1, help="Tasks run through the program in parallel (dspy.Evaluate threads).")
+    ] = 4,
+    workers: Annotated[int, typer.Option(min=1, help="Sandbox worker processes executing solutions.")] = 2,
+    out: Annotated[
+        Path | None,
+        typer.Option(file_okay=False, help="Output folder (default: artifacts/eval/<variant-or-samples>-<benchmark>)."),
+    ] = None,
+    crosscheck: Annotated[
+        bool, typer.Option("--crosscheck", help="Also run evalplus.evaluate on the same samples and show both pass@1.")
+    ] = False,
+    show_tasks: Annotated[
+        bool | None,
+        typer.Option(
+            "--show-tasks/--no-show-tasks", help="Print one row per task (default: when there are at most 30)."
+        ),
+    ] = None,
+    teacher: TeacherOpt = None,
+    api_base: ApiBaseOpt = None,
+    api_key: ApiKeyOpt = None,
+    max_tokens: MaxTokensOpt = 1024,
+    temperature: TemperatureOpt = 0.0,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Run a program variant on a benchmark (or check a samples file) and report evalplus pass@1 (base and plus).
+
+    Writes samples.jsonl (evalplus format), predictions.jsonl and results.json to --out.
+    """
+    from amr_dspy.evaluation import (
+        crosscheck_evalplus,
+        evalplus_limits,
+        raise_if_all_failed,
+        write_results,
+        write_samples,
+    )
+    from amr_dspy.sandbox import Sandbox
+    from amr_dspy.tasks import load_tasks
+
+    if (variant is None) == (samples is None):
+        raise ConfigError(
+            "give exactly one of --variant NAME (run a program) or --samples FILE (check existing samples)"
+        )
+    if samples is not None and (program or library):
+        raise ConfigError("--program and --library need --variant; --samples checks solutions without a program")
+    out = out or Path("artifacts/eval") / _slug(f"{variant or samples.stem}-{benchmark}")  # type: ignore[union-attr]
+
+    with console.status(f"loading {benchmark}"):
+        tasks = load_tasks(benchmark, limit=limit)
+    if not tasks or any(not t.tests for t in tasks):
+        raise DataError(f"{benchmark}: eval needs tasks with hidden tests (mbpp+[:split] or humaneval+)")
+    dataset = tasks[0].dataset
+    if crosscheck and dataset is None:
+        raise ConfigError(f"--crosscheck needs an evalplus benchmark (mbpp+ or humaneval+), not {benchmark!r}")
+
+    with Sandbox(evalplus_limits(), workers=workers) as sandbox:
+        if samples is not None:
+            results, solutions = _check_samples(samples, tasks, sandbox, benchmark)
+        else:
+            spec = teacher_spec(
+                teacher, api_base, api_key, max_tokens=max_tokens, temperature=temperature, no_cache=no_cache
+            )
+            results, solutions = _run_program(
+                variant or "",
+                tasks,
+                sandbox,
+                benchmark,
+                spec=spec,
+                program=program,
+                library=library,
+                guard=guard,
+                threads=threads,
+                out=out,
+            )
+    samples_path = out / "samples.jsonl"
+    write_samples(samples_path, [t.task_id for t in tasks], solutions)
+    if crosscheck:
+        with console.status("running evalplus.evaluate on the same samples"):
+            results.crosscheck = crosscheck_evalplus(
+                samples_path, results, dataset, workdir=out / "evalplus", parallel=workers
+            )  # type: ignore[arg-type]
+    write_results(out / "results.json", results)
+    raise_if_all_failed(results)
+    _report(results, out, show_tasks if show_tasks is not None else len(tasks) <= 30)
+
+
+def _check_samples(
+    samples: Path, tasks: list[Task], sandbox: Sandbox, benchmark: str
+) -> tuple[EvalResults, dict[str, str | None]]:
+    from amr_dspy.evaluation import evaluate_samples, read_samples
+
+    solutions = read_samples(samples)
+    with console.status(f"checking {len(tasks)} solutions"):
+        results = evaluate_samples(tasks, solutions, sandbox, benchmark=benchmark, samples=str(samples))
+    return results, dict(solutions)
+
+
+def _run_program(
+    variant: str,
+    tasks: list[Task],
+    sandbox: Sandbox,
+    benchmark: str,
+    *,
+    spec: object,
+    program: Path | None,
+    library: Path | None,
+    guard: bool,
+    threads: int,
+    out: Path,
+) -> tuple[EvalResults, dict[str, str | None]]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from amr_dspy.evaluation import TaskResult, evaluate_program
+    from amr_dspy.programs import build_program
+
+    module_library = _open_library(library) if library is not None else None
+    module = build_program(variant, library=module_library, executor=sandbox, guard=guard)
+    if program is not None:
+        if not program.is_file():
+            raise ConfigError(f"--program {program}: no such file")
+        module.load(str(program))
+    with teacher_session(spec) as _lm:  # type: ignore[arg-type]
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("plus {task.fields[plus]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=console) as progress:
+            bar = progress.add_task(f"{variant} on {benchmark}", total=len(tasks), plus=0)
+            passed = [0]
+
+            def advance(result: TaskResult) -> None:
+                passed[0] += result.plus_passed
+                progress.update(bar, advance=1, plus=passed[0])
+
+            results, records = evaluate_program(
+                module,
+                tasks,
+                sandbox,
+                benchmark=benchmark,
+                threads=threads,
+                on_result=advance,
+                variant=variant,
+                teacher=spec.name,
+                artifact=str(program) if program else None,  # type: ignore[attr-defined]
+            )
+    _write_predictions(out / "predictions.jsonl", tasks, records, results)
+    return results, {task_id: record["code"] for task_id, record in records.items()}
+
+
+def _write_predictions(
+    path: Path, tasks: list[Task], records: dict[str, dict[str, object]], results: EvalResults
+) -> None:
+    by_id = {r.task_id: r for r in results.tasks}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for task in tasks:
+            record = records.get(task.task_id, {})
+            row = {
+                "task_id": task.task_id,
+                "response": record.get("response"),
+                "code": record.get("code"),
+                "failure": by_id[task.task_id].failure,
+                "failure_message": by_id[task.task_id].failure_message,
+                "kept": record.get("kept"),
+                "notes": record.get("notes", []),
+                "retrieved": record.get("retrieved", []),
+            }
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _open_library(directory: Path) -> object:
+    from amr_dspy.library import Library
+
+    with console.status(f"opening module library {directory}"):
+        return Library.open(directory)
+
+
+def _report(results: EvalResults, out: Path, show_tasks: bool) -> None:
+    from amr_dspy.evaluation import results_table, summary_table
+
+    if show_tasks:
+        console.print(results_table(results))
+    console.print(summary_table(results))
+    if results.crosscheck is not None and not results.crosscheck.agree:
+        console.print(f"[red]evalplus disagrees on:[/] {', '.join(results.crosscheck.disagreements[:20])}")
+    console.print(f"wrote {out / 'samples.jsonl'} and {out / 'results.json'}")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-")

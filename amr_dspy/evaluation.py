@@ -1,0 +1,765 @@
+"""Benchmark evaluation: run a program (or read a samples file), check every solution, report evalplus pass@1.
+
+A solution is checked as ``evalplus.evaluate`` checks it: the base inputs in one fresh run, then the
+plus inputs in another, each stopping at its first failure. Base pass = all base tests pass; plus
+pass = base and plus all pass. ``crosscheck_evalplus`` runs evalplus itself on the same samples so
+the two numbers can be compared side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, Field
+from rich.table import Table
+
+from amr_dspy.errors import AmrDspyError, DataError
+from amr_dspy.tasks import Dataset, Task
+from amr_dspy.testcases import ExecutionRequest, ExecutionResult, TestOutcome
+
+if TYPE_CHECKING:
+    import dspy
+
+    from amr_dspy.sandbox import Sandbox, SandboxLimits
+
+__all__ = [
+    "Failure",
+    "PassAt1",
+    "TaskResult",
+    "CrossCheck",
+    "EvalResults",
+    "SolutionCheck",
+    "check_solutions",
+    "evalplus_limits",
+    "evaluate_program",
+    "evaluate_samples",
+    "read_samples",
+    "write_samples",
+    "write_results",
+    "crosscheck_evalplus",
+    "results_table",
+    "summary_table",
+    "raise_if_all_failed",
+    "BenchSide",
+    "SandboxBench",
+    "bench_sandbox",
+    "bench_table",
+]
+
+Failure = Literal["no_code", "wrong_answer", "error", "timeout", "memory", "program_error"]
+_STATUS_FAILURE: dict[str, Failure] = {
+    "failed": "wrong_answer",
+    "error": "error",
+    "timeout": "timeout",
+    "memory": "memory",
+}
+
+
+class PassAt1(BaseModel):
+    base: float
+    plus: float
+
+
+class SolutionCheck(BaseModel):
+    """How one solution fared on a task's base and plus tests."""
+
+    base_passed: bool
+    plus_passed: bool
+    failure: Failure | None = None
+    failure_message: str | None = None
+    failed_test: str | None = None
+    exec_s: float = 0.0
+
+
+class TaskResult(SolutionCheck):
+    task_id: str
+    lm_calls: int = 0  # every LM call, cache hits included
+    uncached_lm_calls: int = 0  # calls that reported usage (cache hits report none)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    wall_s: float = 0.0  # the program's time for this task
+
+
+class CrossCheck(BaseModel):
+    """The project's pass@1 next to ``evalplus.evaluate``'s on the same samples."""
+
+    project: PassAt1
+    evalplus: PassAt1
+    agree: bool
+    disagreements: list[str] = Field(default_factory=list)  # task ids whose base or plus verdicts differ
+    evalplus_results: str  # evalplus's *_eval_results.json
+
+
+class EvalResults(BaseModel):
+    benchmark: str
+    variant: str | None = None
+    teacher: str | None = None
+    artifact: str | None = None  # the compiled program loaded into the variant
+    samples: str | None = None
+    n_tasks: int
+    pass_at_1: PassAt1
+    failures: dict[str, int]
+    lm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    wall_s: float
+    tasks: list[TaskResult]
+    crosscheck: CrossCheck | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @classmethod
+    def collect(cls, benchmark: str, tasks: list[TaskResult], wall_s: float, **meta: Any) -> EvalResults:
+        n = len(tasks)
+        return cls(
+            benchmark=benchmark,
+            n_tasks=n,
+            pass_at_1=PassAt1(
+                base=sum(t.base_passed for t in tasks) / n if n else 0.0,
+                plus=sum(t.plus_passed for t in tasks) / n if n else 0.0,
+            ),
+            failures=dict(Counter(t.failure for t in tasks if t.failure)),
+            lm_calls=sum(t.lm_calls for t in tasks),
+            prompt_tokens=sum(t.prompt_tokens for t in tasks),
+            completion_tokens=sum(t.completion_tokens for t in tasks),
+            wall_s=wall_s,
+            tasks=tasks,
+            versions={name: version(name) for name in ("amr-dspy", "dspy", "evalplus") if _installed(name)},
+            **meta,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# checking solutions
+
+
+def evalplus_limits() -> SandboxLimits:
+    """Sandbox limits as loose as evalplus's: 4 GiB (capped by RAM) and a phase's 60 s + grace."""
+    import psutil
+
+    from amr_dspy.sandbox import SandboxLimits
+
+    memory_mb = min(4096, psutil.virtual_memory().total // 2**20)
+    return SandboxLimits(memory_mb=memory_mb, cpu_s=62, max_wall_s=62.0)
+
+
+def check_solutions(sandbox: Sandbox, pairs: Sequence[tuple[Task, str | None]]) -> list[SolutionCheck]:
+    """Check each ``(task, code)``: base tests first, plus tests only for solutions that pass base."""
+    for task, _ in pairs:
+        if not task.tests:
+            raise DataError(
+                f"task {task.task_id!r} ({task.source}) has no hidden tests; pick a benchmark such as mbpp+:test"
+            )
+    runnable = [i for i, (_, code) in enumerate(pairs) if code and code.strip()]
+    base = _run_phase(sandbox, pairs, runnable, plus=False)
+    passed_base = [i for i in runnable if _phase_passed(base[i], pairs[i][0], plus=False)]
+    plus = _run_phase(sandbox, pairs, [i for i in passed_base if pairs[i][0].plus_tests], plus=True)
+
+    checks = []
+    for i, (task, _) in enumerate(pairs):
+        if i not in base:
+            checks.append(SolutionCheck(base_passed=False, plus_passed=False, failure="no_code"))
+            continue
+        exec_s = base[i].wall_s + (plus[i].wall_s if i in plus else 0.0)
+        if i not in passed_base:
+            failing = base[i]
+        elif i in plus and not _phase_passed(plus[i], task, plus=True):
+            failing = plus[i]
+        else:
+            checks.append(SolutionCheck(base_passed=True, plus_passed=True, exec_s=exec_s))
+            continue
+        failure, message, test = _classify(failing)
+        checks.append(
+            SolutionCheck(
+                base_passed=i in passed_base,
+                plus_passed=False,
+                failure=failure,
+                failure_message=message,
+                failed_test=test,
+                exec_s=exec_s,
+            )
+        )
+    return checks
+
+
+def _run_phase(
+    sandbox: Sandbox, pairs: Sequence[tuple[Task, str | None]], indices: list[int], *, plus: bool
+) -> dict[int, ExecutionResult]:
+    requests = []
+    for i in indices:
+        task, code = pairs[i]
+        requests.append(
+            ExecutionRequest(
+                code=code or "",
+                entry_point=task.entry_point,
+                tests=task.plus_tests if plus else task.base_tests,
+                task_id=task.task_id,
+                dataset=task.dataset,
+                fail_fast=True,
+            )
+        )
+    return dict(zip(indices, sandbox.run_many(requests) if requests else [], strict=True))
+
+
+def _phase_passed(result: ExecutionResult, task: Task, *, plus: bool) -> bool:
+    expected = len(task.plus_tests if plus else task.base_tests)
+    return sum(o.status == "passed" for o in result.outcomes) == expected and not result.first_failure()
+
+
+def _classify(result: ExecutionResult) -> tuple[Failure, str | None, str | None]:
+    first: TestOutcome | None = result.first_failure()
+    if first is None:
+        reason = result.crash_reason or "the run ended before all tests reported"
+        return ("memory" if "memory" in reason.lower() else "error"), reason, None
+    return _STATUS_FAILURE.get(first.status, "error"), first.message, first.name
+
+
+# --------------------------------------------------------------------------------------------
+# running a program
+
+
+class _RunStats(BaseModel):
+    lm_calls: int = 0
+    uncached_lm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    wall_s: float = 0.0
+    error: str | None = None
+
+
+def _instrumented(program: dspy.Module) -> dspy.Module:
+    """Wrap ``program`` so each call records its LM calls, tokens, time and any exception on the prediction."""
+    import dspy
+    from dspy.utils.callback import BaseCallback
+    from dspy.utils.usage_tracker import track_usage
+
+    class CallCounter(BaseCallback):
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+            self.calls += 1
+
+    class Instrumented(dspy.Module):
+        def __init__(self, inner: dspy.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **inputs: Any) -> dspy.Prediction:
+            counter = CallCounter()
+            started = time.perf_counter()
+            error = None
+            with dspy.context(callbacks=[*dspy.settings.callbacks, counter]), track_usage() as usage:
+                try:
+                    prediction = self.inner(**inputs)
+                except Exception as exc:  # a failing task is a recorded outcome, not the end of the run
+                    prediction, error = dspy.Prediction(response="", code=None), f"{type(exc).__name__}: {exc}"
+            totals = [entry for entries in usage.usage_data.values() for entry in entries]
+            prediction._amr_stats = _RunStats(
+                lm_calls=counter.calls,
+                uncached_lm_calls=len(totals),
+                prompt_tokens=sum(int(e.get("prompt_tokens") or 0) for e in totals),
+                completion_tokens=sum(int(e.get("completion_tokens") or 0) for e in totals),
+                wall_s=time.perf_counter() - started,
+                error=error,
+            )
+            return prediction
+
+    return Instrumented(program)
+
+
+class _Recorder:
+    """dspy.Evaluate's metric: checks each prediction and keeps the per-task record."""
+
+    def __init__(self, sandbox: Sandbox, on_result: Callable[[TaskResult], None] | None) -> None:
+        self.sandbox = sandbox
+        self.on_result = on_result
+        self.results: dict[str, TaskResult] = {}
+        self.solutions: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, example: dspy.Example, prediction: Any, trace: Any = None) -> float:
+        from amr_dspy.metric import prediction_code
+
+        task: Task = example.task
+        stats: _RunStats = getattr(prediction, "_amr_stats", None) or _RunStats()
+        code = None if stats.error else prediction_code(prediction, task.entry_point)
+        if stats.error:
+            check = SolutionCheck(
+                base_passed=False, plus_passed=False, failure="program_error", failure_message=stats.error
+            )
+        else:
+            check = check_solutions(self.sandbox, [(task, code)])[0]
+        result = TaskResult(task_id=task.task_id, **check.model_dump(), **stats.model_dump(exclude={"error"}))
+        response = prediction.get("response") if hasattr(prediction, "get") else None
+        with self._lock:
+            self.results[task.task_id] = result
+            self.solutions[task.task_id] = {"code": code, "response": response, **_program_details(prediction)}
+        if self.on_result is not None:
+            self.on_result(result)
+        return float(result.plus_passed)
+
+
+def _program_details(prediction: Any) -> dict[str, Any]:
+    """What a program says about its own steps (AMR variants): notes, which answer was kept, what was retrieved."""
+    get = prediction.get if hasattr(prediction, "get") else lambda key, default=None: default
+    retrieved = [{"id": r.id, "name": r.name, "score": round(r.score, 4)} for r in get("retrieved", None) or []]
+    return {"notes": list(get("notes", None) or []), "kept": get("kept", None), "retrieved": retrieved}
+
+
+def evaluate_program(
+    program: dspy.Module,
+    tasks: Sequence[Task],
+    sandbox: Sandbox,
+    *,
+    benchmark: str,
+    threads: int = 4,
+    on_result: Callable[[TaskResult], None] | None = None,
+    **meta: Any,
+) -> tuple[EvalResults, dict[str, dict[str, Any]]]:
+    """Run ``program`` on every task through ``dspy.Evaluate``; return the results and each task's code/response."""
+    import dspy
+
+    from amr_dspy.metric import task_to_example
+
+    _check_unique(tasks)
+    recorder = _Recorder(sandbox, on_result)
+    evaluator = dspy.Evaluate(
+        devset=[task_to_example(t) for t in tasks],
+        metric=recorder,
+        num_threads=threads,
+        display_progress=False,
+        max_errors=len(tasks) + 1,
+        provide_traceback=True,
+    )
+    started = time.perf_counter()
+    evaluator(_instrumented(program))
+    wall_s = time.perf_counter() - started
+    for task in tasks:  # only a bug in checking itself leaves a task unrecorded
+        if task.task_id not in recorder.results:
+            recorder.results[task.task_id] = TaskResult(
+                task_id=task.task_id,
+                base_passed=False,
+                plus_passed=False,
+                failure="error",
+                failure_message="the evaluation of this task raised; see the log",
+            )
+            recorder.solutions[task.task_id] = {"code": None, "response": None}
+    ordered = [recorder.results[t.task_id] for t in tasks]
+    return EvalResults.collect(benchmark, ordered, wall_s, **meta), recorder.solutions
+
+
+def evaluate_samples(
+    tasks: Sequence[Task],
+    solutions: dict[str, str],
+    sandbox: Sandbox,
+    *,
+    benchmark: str,
+    **meta: Any,
+) -> EvalResults:
+    """Check existing solutions (one per task, as in an evalplus samples file)."""
+    _check_unique(tasks)
+    missing = [t.task_id for t in tasks if t.task_id not in solutions]
+    if missing:
+        raise DataError(
+            f"{meta.get('samples') or 'samples'}: no solution for {len(missing)} task(s) of {benchmark}, "
+            f"e.g. {missing[0]}"
+        )
+    started = time.perf_counter()
+    checks = check_solutions(sandbox, [(t, solutions[t.task_id]) for t in tasks])
+    wall_s = time.perf_counter() - started
+    results = [TaskResult(task_id=t.task_id, **c.model_dump()) for t, c in zip(tasks, checks, strict=True)]
+    return EvalResults.collect(benchmark, results, wall_s, **meta)
+
+
+def _check_unique(tasks: Sequence[Task]) -> None:
+    seen: set[str] = set()
+    for task in tasks:
+        if task.task_id in seen:
+            raise DataError(f"{task.source}: duplicate task id {task.task_id!r}")
+        seen.add(task.task_id)
+
+
+# --------------------------------------------------------------------------------------------
+# files
+
+
+def read_samples(path: Path) -> dict[str, str]:
+    """An evalplus samples file (JSONL of ``{"task_id", "solution"}``), one sample per task."""
+    solutions: dict[str, str] = {}
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read samples ({exc.strerror})") from exc
+    with handle:
+        for lineno, raw in enumerate(handle, start=1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+                row = json.loads(line) if line.strip() else None
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{where}: not valid UTF-8") from exc
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: invalid JSON ({exc.msg})") from exc
+            if row is None:
+                continue
+            if not isinstance(row, dict) or not isinstance(row.get("task_id"), str):
+                raise DataError(f"{where}: expected an object with a string 'task_id'")
+            if not isinstance(row.get("solution"), str):
+                raise DataError(f"{where}: expected a string 'solution' (evalplus samples format)")
+            if row["task_id"] in solutions:
+                raise DataError(f"{where}: second sample for {row['task_id']}; pass@1 takes one sample per task")
+            solutions[row["task_id"]] = row["solution"]
+    return solutions
+
+
+def write_samples(path: Path, task_ids: Sequence[str], solutions: dict[str, str | None]) -> None:
+    """evalplus samples (``{"task_id", "solution"}``); a task without code gets an empty solution, which fails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for task_id in task_ids:
+            handle.write(json.dumps({"task_id": task_id, "solution": solutions.get(task_id) or ""}) + "\n")
+
+
+def write_results(path: Path, results: EvalResults) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(results.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------
+# evalplus cross-check
+
+
+def crosscheck_evalplus(
+    samples_path: Path, results: EvalResults, dataset: Dataset, *, workdir: Path, parallel: int = 2
+) -> CrossCheck:
+    """Run ``evalplus.evaluate`` on the same solutions and compare its verdicts with ``results`` task by task.
+
+    evalplus insists on a sample for every task of its dataset, so tasks outside ``results`` get an
+    empty solution; only the tasks in ``results`` are compared.
+    """
+    from amr_dspy.tasks import evalplus_problems
+
+    problems, _ = evalplus_problems(dataset)  # also points evalplus at the same dataset file
+    solutions = read_samples(samples_path)
+    unknown = [t.task_id for t in results.tasks if t.task_id not in problems]
+    if unknown:
+        raise DataError(f"{samples_path}: task {unknown[0]} is not in evalplus's {dataset} dataset")
+    workdir.mkdir(parents=True, exist_ok=True)
+    padded = workdir / "evalplus_samples.jsonl"
+    report = workdir / "evalplus_samples_eval_results.json"
+    report.unlink(missing_ok=True)  # evalplus would silently reuse an old report
+    write_samples(padded, list(problems), solutions)
+
+    _run_evalplus(dataset, padded, parallel, workdir / "evalplus.log")
+    verdicts = json.loads(report.read_text(encoding="utf-8"))["eval"]
+
+    theirs: list[tuple[bool, bool]] = []
+    disagreements = []
+    for task in results.tasks:
+        entry = verdicts[task.task_id][0]
+        base = entry["base_status"] == "pass"
+        plus = base and entry["plus_status"] == "pass"
+        theirs.append((base, plus))
+        if (base, plus) != (task.base_passed, task.plus_passed):
+            disagreements.append(task.task_id)
+    n = len(theirs) or 1
+    evalplus = PassAt1(base=sum(b for b, _ in theirs) / n, plus=sum(p for _, p in theirs) / n)
+    return CrossCheck(
+        project=results.pass_at_1,
+        evalplus=evalplus,
+        agree=not disagreements and evalplus == results.pass_at_1,
+        disagreements=disagreements,
+        evalplus_results=str(report),
+    )
+
+
+_EVALPLUS_SCRIPT = """
+import os, sys
+import evalplus.evaluate as ev
+ev.CACHE_DIR = sys.argv[3]  # the ground truth the project used
+ev.evaluate(sys.argv[1], samples=sys.argv[2], parallel=int(sys.argv[4]), i_just_wanna_run=False)
+sys.stdout.flush(); sys.stderr.flush()
+os._exit(0)  # evalplus leaves a watchdog thread sleeping in 20 s steps
+"""
+
+
+def _run_evalplus(dataset: Dataset, samples: Path, parallel: int, log: Path) -> None:
+    """``evalplus.evaluate`` in a fresh, lean interpreter: forking this one per test is far slower."""
+    _run_python(_EVALPLUS_SCRIPT, [dataset, str(samples), _groundtruth_dir(), str(parallel)], log, "evalplus.evaluate")
+
+
+def _groundtruth_dir() -> str:
+    import evalplus.evaluate
+
+    return str(evalplus.evaluate.CACHE_DIR)
+
+
+def _run_python(script: str, args: list[str], log: Path, what: str) -> None:
+    """Run ``script`` in a fresh interpreter that sees the same evalplus dataset files as this one."""
+    import subprocess
+    import sys
+
+    import evalplus.data.humaneval
+    import evalplus.data.mbpp
+
+    env = dict(os.environ)
+    for var, value in (
+        ("MBPP_OVERRIDE_PATH", evalplus.data.mbpp.MBPP_OVERRIDE_PATH),
+        ("HUMANEVAL_OVERRIDE_PATH", evalplus.data.humaneval.HUMANEVAL_OVERRIDE_PATH),
+    ):
+        if value:
+            env[var] = value
+        else:
+            env.pop(var, None)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w", encoding="utf-8") as handle:
+        code = subprocess.run(
+            [sys.executable, "-c", script, *args], env=env, stdout=handle, stderr=subprocess.STDOUT, check=False
+        ).returncode
+    if code != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise AmrDspyError(f"{what} failed (exit {code}): {tail[0]} (log: {log})")
+
+
+# --------------------------------------------------------------------------------------------
+# sandbox throughput against evalplus
+
+
+class BenchSide(BaseModel):
+    """One executor's run over the same solutions and tests."""
+
+    executor: str
+    wall_s: float
+    executions: int  # test calls actually run
+    executions_per_s: float
+    tasks_passed: int
+
+
+class SandboxBench(BaseModel):
+    benchmark: str
+    n_tasks: int
+    workers: int
+    project: BenchSide
+    evalplus: BenchSide
+    ratio: float  # project executions/s over evalplus executions/s
+    note: str = "samples are the canonical solutions; both sides stop a test group at its first failure"
+    versions: dict[str, str] = Field(default_factory=dict)
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+def bench_sandbox(tasks: Sequence[Task], sandbox: Sandbox, *, benchmark: str, workers: int) -> SandboxBench:
+    """Test executions per second of ``sandbox`` and of evalplus's checker on the canonical solutions."""
+    dataset = tasks[0].dataset if tasks else None
+    if dataset is None or any(t.dataset != dataset or not t.canonical_solution for t in tasks):
+        raise DataError(
+            f"{benchmark}: the sandbox bench needs evalplus tasks with canonical solutions (mbpp+ or humaneval+)"
+        )
+    project = _bench_project(tasks, sandbox)
+    evalplus = _bench_evalplus(tasks, dataset, workers)
+    return SandboxBench(
+        benchmark=benchmark,
+        n_tasks=len(tasks),
+        workers=workers,
+        project=project,
+        evalplus=evalplus,
+        ratio=project.executions_per_s / evalplus.executions_per_s if evalplus.executions_per_s else float("inf"),
+        versions={name: version(name) for name in ("amr-dspy", "evalplus") if _installed(name)},
+    )
+
+
+def _bench_project(tasks: Sequence[Task], sandbox: Sandbox) -> BenchSide:
+    requests = [
+        ExecutionRequest(
+            code=t.canonical_solution or "",
+            entry_point=t.entry_point,
+            tests=group,
+            task_id=t.task_id,
+            dataset=t.dataset,
+            fail_fast=True,
+        )
+        for t in tasks
+        for group in (t.base_tests, t.plus_tests)
+        if group
+    ]
+    started = time.perf_counter()
+    results = sandbox.run_many(requests)
+    wall_s = time.perf_counter() - started
+    executed = sum(o.status != "skipped" for r in results for o in r.outcomes)
+    failed = {req.task_id for req, r in zip(requests, results, strict=True) if not r.passed}
+    return BenchSide(
+        executor="amr_dspy.sandbox",
+        wall_s=wall_s,
+        executions=executed,
+        executions_per_s=executed / wall_s if wall_s else 0.0,
+        tasks_passed=len(tasks) - len(failed),
+    )
+
+
+_BENCH_SCRIPT = """
+import json, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+import evalplus.evaluate as ev
+from evalplus.data import get_human_eval_plus, get_human_eval_plus_hash, get_mbpp_plus, get_mbpp_plus_hash
+from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS
+dataset, ev.CACHE_DIR, workers, ids_file, out_file = sys.argv[1:6]
+if dataset == "mbpp":
+    problems, digest, not_none = get_mbpp_plus(), get_mbpp_plus_hash(), MBPP_OUTPUT_NOT_NONE_TASKS
+else:
+    problems, digest, not_none = get_human_eval_plus(), get_human_eval_plus_hash(), []
+truth = ev.get_groundtruth(problems, digest, not_none)
+ids = json.load(open(ids_file))
+started = time.perf_counter()
+with ProcessPoolExecutor(max_workers=int(workers)) as pool:
+    futures = [
+        pool.submit(ev.check_correctness, dataset, 0, problems[i],
+                    problems[i]["prompt"] + problems[i]["canonical_solution"], truth[i], False, True, i)
+        for i in ids
+    ]
+    outcomes = [f.result() for f in futures]
+wall_s = time.perf_counter() - started
+json.dump({"wall_s": wall_s,
+           "executions": sum(len(o["base"][1]) + len(o["plus"][1]) for o in outcomes),
+           "passed": sum(o["base"][0] == "pass" and o["plus"][0] == "pass" for o in outcomes)}, open(out_file, "w"))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def _bench_evalplus(tasks: Sequence[Task], dataset: Dataset, workers: int) -> BenchSide:
+    """As ``evalplus.evaluate`` does it, in its own lean interpreter: a process pool of ``check_correctness`` calls."""
+    import tempfile
+
+    from amr_dspy.tasks import evalplus_problems
+
+    evalplus_problems(dataset)  # resolves the dataset files and fills the ground-truth cache
+    with tempfile.TemporaryDirectory(prefix="amr-bench-") as tmp:
+        ids, out = Path(tmp) / "ids.json", Path(tmp) / "out.json"
+        ids.write_text(json.dumps([t.task_id for t in tasks]), encoding="utf-8")
+        _run_python(
+            _BENCH_SCRIPT,
+            [dataset, _groundtruth_dir(), str(workers), str(ids), str(out)],
+            Path(tmp) / "bench.log",
+            "evalplus bench",
+        )
+        measured = json.loads(out.read_text(encoding="utf-8"))
+    wall_s = measured["wall_s"]
+    return BenchSide(
+        executor="evalplus check_correctness",
+        wall_s=wall_s,
+        executions=measured["executions"],
+        executions_per_s=measured["executions"] / wall_s if wall_s else 0.0,
+        tasks_passed=measured["passed"],
+    )
+
+
+def bench_table(report: SandboxBench) -> Table:
+    table = Table(
+        title=f"test executions per second — {report.benchmark}, {report.n_tasks} tasks, {report.workers} workers",
+        title_justify="left",
+    )
+    table.add_column("executor", no_wrap=True)
+    for name in ("executions", "wall", "executions/s", "tasks passed"):
+        table.add_column(name, justify="right")
+    for side in (report.project, report.evalplus):
+        table.add_row(
+            side.executor,
+            str(side.executions),
+            f"{side.wall_s:.1f}s",
+            f"{side.executions_per_s:,.0f}",
+            f"{side.tasks_passed}/{report.n_tasks}",
+        )
+    table.caption = f"ratio (project / evalplus): [bold]{report.ratio:.2f}×[/]"
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# rendering
+
+
+def summary_table(results: EvalResults) -> Table:
+    source = results.variant or (Path(results.samples).name if results.samples else None)
+    title = " · ".join(x for x in (results.benchmark, source, results.teacher) if x)
+    ran_program = results.samples is None
+    table = Table(title=f"pass@1 — {title}", title_justify="left")
+    for name in ("tasks", "base", "plus", "failures", *(("LM calls", "tokens in/out") if ran_program else ()), "wall"):
+        table.add_column(name, justify="left" if name == "failures" else "right")
+    failures = ", ".join(
+        f"{n} {name.replace('_', ' ')}" for name, n in sorted(results.failures.items(), key=lambda x: -x[1])
+    )
+    usage = (str(results.lm_calls), f"{results.prompt_tokens}/{results.completion_tokens}") if ran_program else ()
+    table.add_row(
+        str(results.n_tasks),
+        f"{100 * results.pass_at_1.base:.1f}%",
+        f"[bold]{100 * results.pass_at_1.plus:.1f}%[/]",
+        failures or "none",
+        *usage,
+        f"{results.wall_s:.1f}s",
+    )
+    if results.crosscheck is not None:
+        cc = results.crosscheck
+        table.caption = (
+            f"evalplus.evaluate: base {100 * cc.evalplus.base:.1f}% · plus {100 * cc.evalplus.plus:.1f}% — "
+            + ("[green]agrees[/]" if cc.agree else f"[red]differs on {len(cc.disagreements)} task(s)[/]")
+        )
+    return table
+
+
+def results_table(results: EvalResults) -> Table:
+    """One row per task."""
+    ran_program = results.samples is None
+    table = Table(title="per task", title_justify="left")
+    table.add_column("task", no_wrap=True)
+    table.add_column("base", justify="center")
+    table.add_column("plus", justify="center")
+    table.add_column("failure", no_wrap=True)
+    table.add_column("first failing test", ratio=1)
+    if ran_program:
+        table.add_column("LM calls", justify="right")
+        table.add_column("tokens", justify="right")
+    table.add_column("wall", justify="right")
+    mark = {True: "[green]✓[/]", False: "[red]✗[/]"}
+    for t in results.tasks:
+        detail = (t.failed_test or "") + (f": {t.failure_message}" if t.failure_message else "")
+        usage = (str(t.lm_calls), str(t.prompt_tokens + t.completion_tokens)) if ran_program else ()
+        table.add_row(
+            t.task_id,
+            mark[t.base_passed],
+            mark[t.plus_passed],
+            (t.failure or "").replace("_", " "),
+            _clip(detail, 100),
+            *usage,
+            f"{t.wall_s + t.exec_s:.1f}s",
+        )
+    return table
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _installed(name: str) -> bool:
+    try:
+        version(name)
+    except Exception:  # PackageNotFoundError, or broken metadata
+        return False
+    return True
+
+
+def raise_if_all_failed(results: EvalResults) -> None:
+    """A run where the program failed on every task measured nothing; say why instead of reporting 0%."""
+    errors = [t for t in results.tasks if t.failure == "program_error"]
+    if results.tasks and len(errors) == len(results.tasks):
+        raise AmrDspyError(
+            f"the program failed on all {len(errors)} tasks; first error: {_clip(errors[0].failure_message or '', 200)}"
+        )

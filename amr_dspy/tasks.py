@@ -1,0 +1,349 @@
+"""Benchmark tasks and plain instruction sets, loaded into one ``Task`` record.
+
+MBPP+ and HumanEval+ come through evalplus's own loaders and ground-truth machinery, so the hidden
+tests (inputs, expected outputs, tolerances and time limits) are exactly those ``evalplus.evaluate``
+uses and pass@1 agrees with it. Plain files (JSONL, JSON list, parquet) and ``hf:`` datasets give
+instruction-only tasks without tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from amr_dspy.errors import ConfigError, DataError
+from amr_dspy.testcases import CallTest, TestCase
+
+__all__ = ["Dataset", "Task", "FieldMap", "load_tasks", "mbpp_split", "evalplus_problems", "BENCHMARK_SPECS"]
+
+Dataset = Literal["mbpp", "humaneval"]
+Split = Literal["train", "dev", "test"]
+
+BENCHMARK_SPECS = ("mbpp+", "mbpp+:train", "mbpp+:dev", "mbpp+:test", "humaneval+")
+
+_MBPP_FILE = "MbppPlus-v0.2.0.jsonl.gz"
+_PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Task(BaseModel):
+    """One coding task; ``tests`` and ``canonical_solution`` are hidden from the teacher."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    task_id: str
+    instruction: str  # exactly what the teacher may see
+    entry_point: str | None = None
+    tests: list[TestCase] = Field(default_factory=list, repr=False)
+    dataset: Dataset | None = None  # selects evalplus's per-dataset comparison special cases
+    source: str  # "mbpp+", "humaneval+", a file path or "hf:NAME"
+    split: str | None = None
+    # The program evalplus runs for ground truth (for HumanEval+ the prompt plus the body).
+    canonical_solution: str | None = Field(default=None, repr=False)
+
+    @property
+    def base_tests(self) -> list[TestCase]:
+        return [t for t in self.tests if not t.plus]
+
+    @property
+    def plus_tests(self) -> list[TestCase]:
+        return [t for t in self.tests if t.plus]
+
+
+class FieldMap(BaseModel):
+    """Where a plain instruction file keeps each field (column names)."""
+
+    instruction_field: str = "instruction"
+    input_field: str | None = "input"  # appended to the instruction when present and non-empty (Alpaca style)
+    id_field: str | None = None  # default: "<file stem>/<row index>"
+    solution_field: str | None = None
+    entry_point_field: str | None = None
+
+
+def mbpp_split(task_id: str) -> Split:
+    """The split of an MBPP+ task, by the original MBPP id in ``Mbpp/N``."""
+    n = int(task_id.rsplit("/", 1)[-1])
+    if n <= 10 or n >= 601:
+        return "train"
+    return "dev" if n >= 511 else "test"
+
+
+def load_tasks(
+    spec: str,
+    *,
+    limit: int | None = None,
+    field_map: FieldMap | dict[str, Any] | None = None,
+    **fields: str | None,
+) -> list[Task]:
+    """Load ``mbpp+[:train|dev|test]``, ``humaneval+``, ``hf:NAME[:SPLIT]`` or a plain instruction file.
+
+    ``fields`` (``instruction_field=...``, ``id_field=...``, ...) override ``field_map`` for plain files.
+    """
+    if limit is not None and limit < 0:
+        raise ConfigError(f"--limit must be >= 0, got {limit}")
+    fmap = _field_map(field_map, fields)
+    spec = spec.strip()
+    name, _, split = spec.partition(":")
+    if name in ("mbpp+", "humaneval+"):
+        tasks: Iterable[Task] = _benchmark_tasks(name, split or None, spec)
+    elif spec.startswith("hf:"):
+        tasks = _hf_tasks(spec[3:], fmap)
+    elif Path(spec).is_file():
+        tasks = _file_tasks(Path(spec), fmap)
+    else:
+        raise ConfigError(
+            f"unknown benchmark {spec!r}: expected mbpp+[:train|dev|test], humaneval+, hf:NAME[:SPLIT] "
+            "or an existing file"
+        )
+    out = list(tasks)
+    return out if limit is None else out[:limit]
+
+
+def _field_map(field_map: FieldMap | dict[str, Any] | None, fields: dict[str, str | None]) -> FieldMap:
+    base = field_map.model_dump() if isinstance(field_map, FieldMap) else dict(field_map or {})
+    unknown = sorted(set(base) - set(FieldMap.model_fields)) + sorted(set(fields) - set(FieldMap.model_fields))
+    if unknown:
+        raise ConfigError(f"unknown field mapping option {unknown[0]!r}; known: {', '.join(FieldMap.model_fields)}")
+    return FieldMap.model_validate({**base, **fields})
+
+
+# --------------------------------------------------------------------------------------------
+# evalplus benchmarks
+
+
+def evalplus_problems(dataset: Dataset) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """evalplus's problems and ground truth (``get_groundtruth``, cached where evalplus caches it)."""
+    _point_evalplus_at_data()
+    from evalplus.data import (
+        get_human_eval_plus,
+        get_human_eval_plus_hash,
+        get_mbpp_plus,
+        get_mbpp_plus_hash,
+    )
+    from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS
+    from evalplus.evaluate import get_groundtruth
+
+    try:
+        if dataset == "mbpp":
+            problems, digest, not_none = get_mbpp_plus(), get_mbpp_plus_hash(), MBPP_OUTPUT_NOT_NONE_TASKS
+        else:
+            problems, digest, not_none = get_human_eval_plus(), get_human_eval_plus_hash(), []
+        # get_groundtruth prints progress lines; they would corrupt --json output.
+        with contextlib.redirect_stdout(io.StringIO()):
+            truth = get_groundtruth(problems, digest, not_none)
+    except (OSError, ValueError, KeyError, AssertionError) as exc:
+        raise DataError(f"{dataset}+: cannot load the evalplus dataset ({type(exc).__name__}: {exc})") from exc
+    return problems, truth
+
+
+def _benchmark_tasks(name: str, split: str | None, spec: str) -> Iterator[Task]:
+    dataset: Dataset = "mbpp" if name == "mbpp+" else "humaneval"
+    valid = ("train", "dev", "test") if dataset == "mbpp" else ("test",)
+    if split is not None and split not in valid:
+        raise ConfigError(f"unknown split in benchmark {spec!r}: expected one of {', '.join(valid)}")
+    from evalplus.config import DEFAULT_GT_TIME_LIMIT_FACTOR, DEFAULT_MIN_TIME_LIMIT
+
+    problems, truth = evalplus_problems(dataset)
+    for task_id, problem in problems.items():
+        task_split = mbpp_split(task_id) if dataset == "mbpp" else "test"
+        if split is not None and task_split != split:
+            continue
+        oracle = truth[task_id]
+        tests: list[TestCase] = []
+        for kind in ("base", "plus"):
+            for i, (inp, expected, ref_s) in enumerate(
+                zip(problem[f"{kind}_input"], oracle[kind], oracle[f"{kind}_time"], strict=True)
+            ):
+                limit_s = max(DEFAULT_MIN_TIME_LIMIT, DEFAULT_GT_TIME_LIMIT_FACTOR * ref_s)
+                tests.append(
+                    CallTest(
+                        name=f"{kind}_{i}",
+                        inputs=list(inp),
+                        expected=expected,
+                        atol=float(problem["atol"]),
+                        time_limit_s=limit_s,
+                        plus=kind == "plus",
+                    )
+                )
+        # evalplus's instruct-model prompt is ``task["prompt"].strip() + "\n"`` (codegen.py).
+        instruction = problem["prompt"].strip() + "\n"
+        solution = problem["canonical_solution"]
+        yield Task(
+            task_id=task_id,
+            instruction=instruction,
+            entry_point=problem["entry_point"],
+            tests=tests,
+            dataset=dataset,
+            source=name,
+            split=task_split,
+            canonical_solution=problem["prompt"] + solution if dataset == "humaneval" else solution.strip() + "\n",
+        )
+
+
+def _point_evalplus_at_data() -> None:
+    """Resolve MBPP_OVERRIDE_PATH / HUMANEVAL_OVERRIDE_PATH now (evalplus reads them only at import time)."""
+    mbpp = os.environ.get("MBPP_OVERRIDE_PATH") or _local_copy(_MBPP_FILE)
+    humaneval = os.environ.get("HUMANEVAL_OVERRIDE_PATH") or None
+    for var, value in (("MBPP_OVERRIDE_PATH", mbpp), ("HUMANEVAL_OVERRIDE_PATH", humaneval)):
+        if value:
+            os.environ[var] = value  # before the first evalplus import, and for its subprocesses
+    import evalplus.data.humaneval
+    import evalplus.data.mbpp
+
+    evalplus.data.mbpp.MBPP_OVERRIDE_PATH = mbpp
+    evalplus.data.humaneval.HUMANEVAL_OVERRIDE_PATH = humaneval
+
+
+def _local_copy(filename: str) -> str | None:
+    """An offline copy of an evalplus release under $AMR_DSPY_DATA or ../shared/data next to the project."""
+    dirs = [Path(d) for d in [os.environ.get("AMR_DSPY_DATA")] if d] + [_PROJECT_ROOT.parent / "shared" / "data"]
+    return next((str(d / filename) for d in dirs if (d / filename).is_file()), None)
+
+
+# --------------------------------------------------------------------------------------------
+# plain instruction sets
+
+
+def _file_tasks(path: Path, fmap: FieldMap) -> Iterator[Task]:
+    suffix = "".join(path.suffixes[-1:]).lower()
+    if suffix == ".jsonl":
+        rows = _jsonl_rows(path)
+    elif suffix == ".json":
+        rows = _json_list_rows(path)
+    elif suffix == ".parquet":
+        rows = _parquet_rows(path)
+    else:
+        raise ConfigError(
+            f"{path}: unsupported instruction file type {suffix or '(none)'!r}; use .jsonl, .json or .parquet"
+        )
+    return _rows_to_tasks(rows, fmap, source=str(path), stem=path.stem)
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{where}: not valid UTF-8 (byte {exc.start})") from exc
+            if not line.strip():
+                continue
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
+
+
+def _json_list_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    """Each element of a top-level JSON list, located by the line it starts on."""
+    text = _read_utf8(path)
+    decoder = json.JSONDecoder()
+
+    def where(pos: int) -> str:
+        return f"{path}:{text.count(chr(10), 0, pos) + 1}"
+
+    def skip_ws(pos: int) -> int:
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        return pos
+
+    pos = skip_ws(0)
+    if not text.startswith("[", pos):
+        raise DataError(f"{where(pos)}: expected a JSON list of objects")
+    pos = skip_ws(pos + 1)
+    if text.startswith("]", pos):
+        return
+    while True:
+        try:
+            row, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where(exc.pos)}: invalid JSON ({exc.msg})") from exc
+        yield where(pos), row
+        pos = skip_ws(end)
+        if text.startswith("]", pos):
+            if skip_ws(pos + 1) != len(text):
+                raise DataError(f"{where(pos + 1)}: invalid JSON (extra data after the list)")
+            return
+        if not text.startswith(",", pos):
+            raise DataError(f"{where(pos)}: invalid JSON (expected ',' or ']')")
+        pos = skip_ws(pos + 1)
+
+
+def _read_utf8(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}:{line}: not valid UTF-8 (byte {exc.start})") from exc
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises a zoo of types for unreadable files
+        raise DataError(f"{path}: cannot read parquet ({type(exc).__name__}: {exc})") from exc
+    for i, row in enumerate(table.to_pylist()):
+        yield f"{path}: row {i + 1}", row
+
+
+def _hf_tasks(ref: str, fmap: FieldMap) -> Iterator[Task]:
+    name, _, split = ref.partition(":")
+    if not name:
+        raise ConfigError("hf: benchmark needs a dataset name, as in hf:NAME[:SPLIT]")
+    split = split or "train"
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(name, split=split)
+    except Exception as exc:  # datasets raises many unrelated types (network, config, missing split)
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        raise DataError(f"hf:{name}:{split}: cannot load dataset ({type(exc).__name__}: {message})") from exc
+    rows = ((f"hf:{name}:{split} row {i + 1}", row) for i, row in enumerate(ds))
+    return _rows_to_tasks(rows, fmap, source=f"hf:{name}", stem=name.rstrip("/").rsplit("/", 1)[-1], split=split)
+
+
+def _rows_to_tasks(
+    rows: Iterable[tuple[str, Any]], fmap: FieldMap, *, source: str, stem: str, split: str | None = None
+) -> Iterator[Task]:
+    seen: set[str] = set()
+    for index, (where, row) in enumerate(rows):
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        instruction = row.get(fmap.instruction_field)
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise DataError(f"{where}: missing or empty field {fmap.instruction_field!r}")
+        extra = row.get(fmap.input_field) if fmap.input_field else None
+        if isinstance(extra, str) and extra.strip():
+            instruction = f"{instruction}\n{extra}"
+        task_id = f"{stem}/{index}"
+        if fmap.id_field:
+            value = row.get(fmap.id_field)
+            if value is None or str(value) == "":
+                raise DataError(f"{where}: missing or empty id field {fmap.id_field!r}")
+            task_id = str(value)
+        if task_id in seen:
+            raise DataError(f"{where}: duplicate task id {task_id!r}")
+        seen.add(task_id)
+        yield Task(
+            task_id=task_id,
+            instruction=instruction,
+            entry_point=_optional_str(row, fmap.entry_point_field),
+            source=source,
+            split=split,
+            canonical_solution=_optional_str(row, fmap.solution_field),
+        )
+
+
+def _optional_str(row: dict[str, Any], field: str | None) -> str | None:
+    value = row.get(field) if field else None
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,312 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dspy
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from amr_dspy.errors import DataError
+from amr_dspy.evaluation import (
+    EvalResults,
+    check_solutions,
+    evaluate_program,
+    evaluate_samples,
+    read_samples,
+    results_table,
+    summary_table,
+    write_samples,
+)
+from amr_dspy.extract import extract_code
+from amr_dspy.sandbox import Sandbox
+from amr_dspy.tasks import Task, load_tasks
+from tests.evalplus_helpers import use_humaneval_fixture, use_mbpp_subset
+
+REMOVE_OCC_PLUS_WRONG = (  # right whenever ch occurs at least twice, as in every base input
+    "def remove_Occ(s, ch):\n"
+    "    if s.count(ch) < 2:\n"
+    "        return s\n"
+    "    s = s.replace(ch, '', 1)\n"
+    "    return s[::-1].replace(ch, '', 1)[::-1]\n"
+)
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(workers=2) as box:
+        yield box
+
+
+@pytest.fixture
+def fixture_tasks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Task]:
+    use_humaneval_fixture(monkeypatch, tmp_path)
+    return load_tasks("humaneval+")
+
+
+def test_check_solutions_follows_evalplus_base_then_plus(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    use_mbpp_subset(monkeypatch, tmp_path, [11])
+    (task,) = load_tasks("mbpp+")
+    head = "def remove_Occ(s, ch):\n"
+    cases = {
+        "correct": task.canonical_solution,
+        "plus_wrong": REMOVE_OCC_PLUS_WRONG,
+        "wrong": head + "    return s\n",
+        "syntax": head[:-3] + "\n",
+        "no_code": None,
+        "blank": "  \n",
+        "raises": head + "    raise ValueError('boom')\n",
+        "timeout": head + "    while True:\n        pass\n",
+    }
+    checks = dict(zip(cases, check_solutions(sandbox, [(task, code) for code in cases.values()]), strict=True))
+    verdicts = {name: (c.base_passed, c.plus_passed, c.failure) for name, c in checks.items()}
+    assert verdicts == {
+        "correct": (True, True, None),
+        "plus_wrong": (True, False, "wrong_answer"),
+        "wrong": (False, False, "wrong_answer"),
+        "syntax": (False, False, "error"),
+        "no_code": (False, False, "no_code"),
+        "blank": (False, False, "no_code"),
+        "raises": (False, False, "error"),
+        "timeout": (False, False, "timeout"),
+    }
+    assert checks["plus_wrong"].failed_test is not None and checks["plus_wrong"].failed_test.startswith("plus_")
+    assert checks["wrong"].failed_test == "base_0"
+    assert "ValueError" in (checks["raises"].failure_message or "")
+    assert checks["correct"].exec_s > 0
+
+
+def test_check_solutions_refuses_tasks_without_tests(sandbox: Sandbox) -> None:
+    with pytest.raises(DataError, match="no hidden tests"):
+        check_solutions(sandbox, [(Task(task_id="p/0", instruction="x", source="p.jsonl"), "x = 1")])
+
+
+def test_samples_round_trip_and_evaluate(fixture_tasks: list[Task], sandbox: Sandbox, tmp_path: Path) -> None:
+    solutions = {t.task_id: t.canonical_solution for t in fixture_tasks}
+    solutions["FixtureEval/1"] = "def mean_gap(xs):\n    return 1.5\n"  # right on base_0 only
+    solutions["FixtureEval/2"] = None  # written as an empty solution
+    path = tmp_path / "samples.jsonl"
+    write_samples(path, [t.task_id for t in fixture_tasks], solutions)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [set(r) for r in rows] == [{"task_id", "solution"}] * 3 and rows[2]["solution"] == ""
+
+    results = evaluate_samples(fixture_tasks, read_samples(path), sandbox, benchmark="humaneval+", samples=str(path))
+    assert results.pass_at_1.base == pytest.approx(1 / 3) and results.pass_at_1.plus == pytest.approx(1 / 3)
+    assert [(t.task_id, t.base_passed, t.plus_passed, t.failure) for t in results.tasks] == [
+        ("FixtureEval/0", True, True, None),
+        ("FixtureEval/1", False, False, "wrong_answer"),
+        ("FixtureEval/2", False, False, "no_code"),
+    ]
+    assert results.failures == {"wrong_answer": 1, "no_code": 1}
+    dumped = json.loads(results.model_dump_json())
+    assert set(dumped["pass_at_1"]) == {"base", "plus"}
+    assert {"task_id", "base_passed", "plus_passed", "failure"} <= set(dumped["tasks"][0])
+    assert EvalResults.model_validate(dumped) == results
+
+    del solutions["FixtureEval/0"]
+    with pytest.raises(DataError, match="no solution for 1 task"):
+        evaluate_samples(fixture_tasks, {k: v or "" for k, v in solutions.items()}, sandbox, benchmark="humaneval+")
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ('{"task_id": "A/1", "solution": "x"}\n{"task_id": "A/2", "solution": \n', r"samples\.jsonl:2: invalid JSON"),
+        ('{"task_id": "A/1", "completion": "x"}\n', r"samples\.jsonl:1: expected a string 'solution'"),
+        (
+            '{"task_id": "A/1", "solution": "x"}\n{"task_id": "A/1", "solution": "y"}\n',
+            r"samples\.jsonl:2: second sample",
+        ),
+        ("[1, 2]\n", r"samples\.jsonl:1: expected an object"),
+    ],
+)
+def test_malformed_samples_name_file_and_line(tmp_path: Path, content: str, match: str) -> None:
+    path = tmp_path / "samples.jsonl"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=match):
+        read_samples(path)
+
+
+class _Answer(dspy.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.respond = dspy.Predict("instruction -> response")
+
+    def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
+        if entry_point == "interleave":
+            raise RuntimeError("teacher went away")
+        response = self.respond(instruction=instruction).response
+        # DummyLM reports zero tokens; stand in for a provider that reports usage.
+        dspy.settings.usage_tracker.add_usage("provider/model", {"prompt_tokens": 7, "completion_tokens": 3})
+        return dspy.Prediction(response=response, code=extract_code(response, entry_point))
+
+
+def _dummy_lm() -> dspy.utils.DummyLM:
+    return dspy.utils.DummyLM(
+        {
+            "digit_sum": {"response": "```python\ndef digit_sum(n):\n    return sum(map(int, str(n)))\n```"},
+            "mean_gap": {"response": "I am not sure how to do that."},
+        }
+    )
+
+
+def test_evaluate_program_records_each_task(fixture_tasks: list[Task], sandbox: Sandbox) -> None:
+    seen: list[str] = []
+    with dspy.context(lm=_dummy_lm()):
+        results, records = evaluate_program(
+            _Answer(),
+            fixture_tasks,
+            sandbox,
+            benchmark="humaneval+",
+            threads=2,
+            on_result=lambda r: seen.append(r.task_id),
+            variant="stand-in",
+        )
+    assert sorted(seen) == [t.task_id for t in fixture_tasks]
+    by_id = {t.task_id: t for t in results.tasks}
+    assert [t.task_id for t in results.tasks] == [t.task_id for t in fixture_tasks]
+    assert (by_id["FixtureEval/0"].plus_passed, by_id["FixtureEval/0"].failure) == (True, None)
+    assert by_id["FixtureEval/1"].failure == "no_code"
+    assert by_id["FixtureEval/2"].failure == "program_error"
+    assert "teacher went away" in (by_id["FixtureEval/2"].failure_message or "")
+    assert [by_id[f"FixtureEval/{i}"].lm_calls for i in range(3)] == [1, 1, 0]
+    assert all(t.wall_s > 0 for t in results.tasks)
+    assert results.pass_at_1.plus == pytest.approx(1 / 3) and results.variant == "stand-in"
+    assert results.lm_calls == 2
+    assert [by_id[f"FixtureEval/{i}"].prompt_tokens for i in range(3)] == [7, 7, 0]
+    assert (results.prompt_tokens, results.completion_tokens) == (14, 6)
+    assert "def digit_sum" in (records["FixtureEval/0"]["code"] or "")
+    assert records["FixtureEval/1"]["response"] == "I am not sure how to do that."
+
+
+def test_tables_render(fixture_tasks: list[Task], sandbox: Sandbox) -> None:
+    results = evaluate_samples(
+        fixture_tasks, {t.task_id: t.canonical_solution or "" for t in fixture_tasks}, sandbox, benchmark="humaneval+"
+    )
+    console = Console(record=True, width=160)
+    console.print(summary_table(results))
+    console.print(results_table(results))
+    text = console.export_text()
+    assert "100.0%" in text and "FixtureEval/2" in text
+
+
+# --------------------------------------------------------------------------------------------
+# the CLI
+
+
+@pytest.fixture
+def cli() -> CliRunner:
+    import amr_dspy.cli.eval  # noqa: F401  (registers the command)
+
+    return CliRunner()
+
+
+def test_cli_eval_samples_writes_results(cli: CliRunner, fixture_tasks: list[Task], tmp_path: Path) -> None:
+    from amr_dspy.cli import app
+
+    samples = tmp_path / "in.jsonl"
+    write_samples(samples, [t.task_id for t in fixture_tasks], {"FixtureEval/0": fixture_tasks[0].canonical_solution})
+    out = tmp_path / "run"
+    result = cli.invoke(app, ["eval", "--benchmark", "humaneval+", "--samples", str(samples), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "results.json").read_text())
+    assert data["pass_at_1"] == {"base": pytest.approx(1 / 3), "plus": pytest.approx(1 / 3)}
+    assert [t["failure"] for t in data["tasks"]] == [None, "no_code", "no_code"]
+    assert read_samples(out / "samples.jsonl")["FixtureEval/0"] == fixture_tasks[0].canonical_solution
+    assert "33.3%" in result.output
+
+
+@pytest.mark.parametrize(
+    "args", [[], ["--variant", "direct", "--samples", "x.jsonl"], ["--samples", "x.jsonl", "--program", "p.json"]]
+)
+def test_cli_eval_rejects_conflicting_options(cli: CliRunner, args: list[str]) -> None:
+    from amr_dspy.cli import app
+
+    result = cli.invoke(app, ["eval", *args])
+    assert result.exit_code != 0
+    assert "--variant" in str(result.exception)
+
+
+def test_cli_eval_runs_a_variant_with_a_stand_in_teacher(
+    cli: CliRunner, fixture_tasks: list[Task], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import amr_dspy.cli.eval as eval_cli
+    import amr_dspy.programs
+    from amr_dspy.cli import app
+
+    @contextmanager
+    def fake_session(spec: object) -> Iterator[dspy.LM]:
+        lm = _dummy_lm()
+        with dspy.context(lm=lm):
+            yield lm
+
+    monkeypatch.setattr(eval_cli, "teacher_session", fake_session)
+    monkeypatch.setattr(amr_dspy.programs, "build_program", lambda variant, **kw: _Answer())
+    out = tmp_path / "run"
+    result = cli.invoke(
+        app,
+        [
+            "eval",
+            "--variant",
+            "direct",
+            "--benchmark",
+            "humaneval+",
+            "--teacher",
+            "local",
+            "--threads",
+            "2",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "results.json").read_text())
+    assert data["variant"] == "direct" and data["pass_at_1"]["plus"] == pytest.approx(1 / 3)
+    assert [t["failure"] for t in data["tasks"]] == [None, "no_code", "program_error"]
+    predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert predictions[1]["response"] == "I am not sure how to do that."
+    assert set(read_samples(out / "samples.jsonl")) == {t.task_id for t in fixture_tasks}
+
+
+def test_bench_sandbox_runs_the_same_tests_on_both_executors(fixture_tasks: list[Task], sandbox: Sandbox) -> None:
+    from amr_dspy.evaluation import bench_sandbox, bench_table
+
+    report = bench_sandbox(fixture_tasks, sandbox, benchmark="humaneval+", workers=2)
+    total = sum(len(t.tests) for t in fixture_tasks)
+    assert report.project.executions == report.evalplus.executions == total
+    assert report.project.tasks_passed == report.evalplus.tasks_passed == len(fixture_tasks)
+    assert report.ratio == pytest.approx(report.project.executions_per_s / report.evalplus.executions_per_s)
+    console = Console(record=True, width=120)
+    console.print(bench_table(report))
+    assert "evalplus check_correctness" in console.export_text()
+    with pytest.raises(DataError, match="canonical solutions"):
+        bench_sandbox([Task(task_id="p/0", instruction="x", source="p.jsonl")], sandbox, benchmark="p.jsonl", workers=1)
+
+
+def test_cli_eval_fails_loudly_when_the_program_fails_everywhere(
+    cli: CliRunner, fixture_tasks: list[Task], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import amr_dspy.cli.eval as eval_cli
+    import amr_dspy.programs
+    from amr_dspy.cli import app
+
+    class Down(dspy.Module):
+        def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
+            raise ConnectionError("connection refused")
+
+    @contextmanager
+    def fake_session(spec: object) -> Iterator[None]:
+        yield None
+
+    monkeypatch.setattr(eval_cli, "teacher_session", fake_session)
+    monkeypatch.setattr(amr_dspy.programs, "build_program", lambda variant, **kw: Down())
+    out = tmp_path / "run"
+    result = cli.invoke(app, ["eval", "--variant", "direct", "--benchmark", "humaneval+", "--out", str(out)])
+    assert result.exit_code != 0
+    assert "failed on all 3 tasks" in str(result.exception) and "connection refused" in str(result.exception)
+    assert json.loads((out / "results.json").read_text())["failures"] == {"program_error": 3}

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import pytest
+
+from amr_dspy.extract import extract_code, fenced_blocks
+
+MARKDOWN = """Here is a solution.
+
+```python
+import math
+
+def helper(x):
+    return math.isqrt(x)
+
+def is_square(n):
+    return helper(n) ** 2 == n
+```
+
+Example usage:
+
+```python
+print(is_square(16))
+```
+"""
+
+
+def test_extracts_entry_point_with_its_dependencies_and_imports() -> None:
+    code = extract_code(MARKDOWN, "is_square")
+    assert code is not None
+    assert "import math" in code and "def helper" in code and "def is_square" in code
+    assert "print(" not in code and "Here is" not in code
+    namespace: dict = {}
+    exec(code, namespace)
+    assert namespace["is_square"](16) is True and namespace["is_square"](15) is False
+
+
+def test_drops_definitions_the_entry_point_does_not_need() -> None:
+    response = "```python\ndef unused():\n    return 1\n\ndef target(a):\n    return a * 2\n```"
+    code = extract_code(response, "target")
+    assert code is not None and "def target" in code and "unused" not in code
+
+
+def test_without_entry_point_keeps_all_definitions() -> None:
+    code = extract_code(MARKDOWN, None)
+    assert code is not None and "def helper" in code and "def is_square" in code
+
+
+def test_unfenced_code_goes_through_the_sanitizer() -> None:
+    response = "Sure, this works:\ndef add(a, b):\n    return a + b\nIt adds two numbers."
+    assert extract_code(response, "add") == "def add(a, b):\n    return a + b\n"
+
+
+def test_untagged_fence_counts_as_python_but_other_languages_do_not() -> None:
+    assert fenced_blocks("```\nx = 1\n```\n```bash\nls\n```\n```py\ny = 2\n```") == ["x = 1\n", "y = 2\n"]
+
+
+@pytest.mark.parametrize(
+    "response",
+    ["", "   \n", "I cannot help with that.", "Sure", "```python\n```", "```bash\nrm -rf /tmp/x\n```\nDone."],
+)
+def test_responses_without_code_give_none(response: str) -> None:
+    assert extract_code(response, "f") is None
+
+
+def test_broken_code_keeps_the_longest_parsable_part() -> None:
+    response = "```python\ndef f(x):\n    return x + 1\n\ndef g(:\n    pass\n```"
+    code = extract_code(response, "f")
+    assert code is not None and "def f" in code and "def g" not in code
