@@ -12,6 +12,7 @@ from typing import Any
 # Offline first: never reach for a hub or a remote price map at run time (both have bundled copies).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 
 __version__ = "0.1.0"
 

@@ -96,6 +96,8 @@ class TeacherSpec(BaseModel):
             model, key = f"openai/{self.name}", "sk-local"
         else:
             model, key = self.model, self.api_key.get_secret_value() if self.api_key else None
+            if key is None and (api_base or self.api_base):
+                key = "EMPTY"  # OpenAI-compatible servers (vLLM, llama.cpp, ...) often take no key, LiteLLM wants one
         return dspy.LM(
             model,
             api_base=api_base or self.api_base,

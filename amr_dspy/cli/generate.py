@@ -11,7 +11,7 @@ import typer
 
 from amr_dspy.cli._app import app, console
 from amr_dspy.cli._options import ApiBaseOpt, ApiKeyOpt, MaxTokensOpt, NoCacheOpt, TeacherOpt, teacher_session, teacher_spec
-from amr_dspy.errors import ConfigError
+from amr_dspy.errors import ConfigError, TeacherUnavailableError
 
 SAMPLE_FILE = Path(__file__).resolve().parent.parent / "data" / "sample_instructions.jsonl"
 
@@ -43,7 +43,12 @@ def generate(
         for number, (item_id, text) in enumerate(items, 1):
             started = time.monotonic()
             with console.status(f"[{number}/{len(items)}] {item_id}"):
-                prediction = program(instruction=text)
+                try:
+                    prediction = program(instruction=text)
+                except Exception as exc:  # LiteLLM/DSPy raise many types; the user needs one line
+                    raise TeacherUnavailableError(
+                        f"teacher {spec.name} failed on {item_id}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                    ) from None
             seconds = time.monotonic() - started
             console.print(answer_panel(f"{item_id} · {variant}", text, prediction.response, prediction.code,
                                        footer=f"{spec.name} · {seconds:.1f}s"))
