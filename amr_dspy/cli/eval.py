@@ -23,11 +23,13 @@ from amr_dspy.cli._options import (
 from amr_dspy.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    import dspy
+
     from amr_dspy.evaluation import EvalResults
     from amr_dspy.sandbox import Sandbox
     from amr_dspy.tasks import Task
 
-__all__ = ["eval_command"]
+__all__ = ["eval_command", "run_program_tasks"]
 
 
 @app.command("eval")
@@ -166,6 +168,45 @@ def _run_program(
     threads: int,
     out: Path,
 ) -> tuple[EvalResults, dict[str, str | None]]:
+    from amr_dspy.programs import build_program
+
+    module_library = _open_library(library) if library is not None else None
+    module = build_program(variant, library=module_library, executor=sandbox, guard=guard)
+    if program is not None:
+        from optimize.artifact import load_artifact
+
+        load_artifact(program, variant, program=module)  # refuses a mismatched variant, signatures or dspy
+    with teacher_session(spec) as _lm:  # type: ignore[arg-type]
+        return run_program_tasks(
+            module,
+            tasks,
+            sandbox,
+            benchmark,
+            variant=variant,
+            teacher=spec.name,  # type: ignore[attr-defined]
+            artifact=str(program) if program else None,
+            threads=threads,
+            out=out,
+        )
+
+
+def run_program_tasks(
+    module: dspy.Module,
+    tasks: list[Task],
+    sandbox: Sandbox,
+    benchmark: str,
+    *,
+    variant: str,
+    teacher: str | None,
+    artifact: str | None,
+    threads: int,
+    out: Path,
+) -> tuple[EvalResults, dict[str, str | None]]:
+    """Run a built program on ``tasks`` under the current DSPy LM, with a progress bar; write predictions.jsonl.
+
+    Returns the results and each task's extracted code (for samples.jsonl). ``amr-dspy compare`` runs
+    each variant through here too, so a comparison's runs are exactly what ``eval`` would produce.
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -176,42 +217,34 @@ def _run_program(
     )
 
     from amr_dspy.evaluation import TaskResult, evaluate_program
-    from amr_dspy.programs import build_program
 
-    module_library = _open_library(library) if library is not None else None
-    module = build_program(variant, library=module_library, executor=sandbox, guard=guard)
-    if program is not None:
-        if not program.is_file():
-            raise ConfigError(f"--program {program}: no such file")
-        module.load(str(program))
-    with teacher_session(spec) as _lm:  # type: ignore[arg-type]
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("plus {task.fields[plus]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("plus {task.fields[plus]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task(f"{variant} on {benchmark}", total=len(tasks), plus=0)
+        passed = [0]
+
+        def advance(result: TaskResult) -> None:
+            passed[0] += result.plus_passed
+            progress.update(bar, advance=1, plus=passed[0])
+
+        results, records = evaluate_program(
+            module,
+            tasks,
+            sandbox,
+            benchmark=benchmark,
+            threads=threads,
+            on_result=advance,
+            variant=variant,
+            teacher=teacher,
+            artifact=artifact,
         )
-        with Progress(*columns, console=console) as progress:
-            bar = progress.add_task(f"{variant} on {benchmark}", total=len(tasks), plus=0)
-            passed = [0]
-
-            def advance(result: TaskResult) -> None:
-                passed[0] += result.plus_passed
-                progress.update(bar, advance=1, plus=passed[0])
-
-            results, records = evaluate_program(
-                module,
-                tasks,
-                sandbox,
-                benchmark=benchmark,
-                threads=threads,
-                on_result=advance,
-                variant=variant,
-                teacher=spec.name,
-                artifact=str(program) if program else None,  # type: ignore[attr-defined]
-            )
     _write_predictions(out / "predictions.jsonl", tasks, records, results)
     return results, {task_id: record["code"] for task_id, record in records.items()}
 

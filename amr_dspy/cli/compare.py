@@ -1,0 +1,270 @@
+"""``amr-dspy compare`` (run variants on identical tasks, report the differences) and ``amr-dspy report``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from amr_dspy.cli._app import app, console
+from amr_dspy.cli._options import (
+    ApiBaseOpt,
+    ApiKeyOpt,
+    MaxTokensOpt,
+    NoCacheOpt,
+    TeacherOpt,
+    TemperatureOpt,
+    teacher_session,
+    teacher_spec,
+)
+from amr_dspy.errors import AmrDspyError, ConfigError, DataError
+
+if TYPE_CHECKING:
+    from amr_dspy.compare import EvalRun, VariantEntry
+    from amr_dspy.report import ComparisonReport
+    from amr_dspy.sandbox import Sandbox
+    from amr_dspy.tasks import Task
+    from amr_dspy.teacher import TeacherSpec
+
+__all__ = ["compare_command", "report_command"]
+
+TaskRowsOpt = Annotated[
+    int, typer.Option("--task-rows", min=0, help="Most rows in the per-task table of disagreeing tasks.")
+]
+ChangeTasksOpt = Annotated[
+    int, typer.Option("--change-tasks", min=0, help="Most fixed (and broken) tasks listed per variant, with diffs.")
+]
+
+
+@app.command("compare")
+def compare_command(
+    variants: Annotated[
+        str | None,
+        typer.Option(
+            "--variants",
+            help="Comma-separated variants to run, e.g. direct,cot,amr; a .json path is a compiled program "
+            "(its <name>.manifest.json names the variant).",
+        ),
+    ] = None,
+    from_evals: Annotated[
+        str | None,
+        typer.Option(
+            "--from-evals",
+            help="Comma-separated eval output folders to compare instead of running (same benchmark and tasks).",
+        ),
+    ] = None,
+    benchmark: Annotated[
+        str, typer.Option("--benchmark", "-b", help="mbpp+:test, mbpp+:dev, mbpp+:train, mbpp+ or humaneval+.")
+    ] = "mbpp+:test",
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="Variant the others are compared against (default: the first one listed)."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Run only the first N tasks of the benchmark.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(file_okay=False, help="Output folder (default: artifacts/compare/<benchmark>); one subfolder "
+                     "per variant holds its eval output."),
+    ] = None,
+    reuse: Annotated[
+        bool,
+        typer.Option("--reuse", help="Keep a variant's finished run in --out when it used the same benchmark, tasks, "
+                     "teacher and program, instead of running it again."),
+    ] = False,
+    library: Annotated[
+        Path | None, typer.Option(file_okay=False, help="Function-module library directory, for variants that use one.")
+    ] = None,
+    guard: Annotated[
+        bool,
+        typer.Option("--guard/--no-guard", help="AMR variants: keep the evolved answer only if it passes at least as "
+                     "many teacher-written unit tests as the direct one."),
+    ] = True,
+    threads: Annotated[
+        int, typer.Option(min=1, help="Tasks run through a program in parallel (dspy.Evaluate threads).")
+    ] = 4,
+    workers: Annotated[int, typer.Option(min=1, help="Sandbox worker processes executing solutions.")] = 2,
+    resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for the intervals.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap (the report is deterministic).")] = 0,
+    confidence: Annotated[
+        float, typer.Option(min=0.5, max=0.999, help="Confidence level of the intervals.")
+    ] = 0.95,
+    task_rows: TaskRowsOpt = 40,
+    change_tasks: ChangeTasksOpt = 10,
+    teacher: TeacherOpt = None,
+    api_base: ApiBaseOpt = None,
+    api_key: ApiKeyOpt = None,
+    max_tokens: MaxTokensOpt = 1024,
+    temperature: TemperatureOpt = 0.0,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Run program variants on identical tasks and report how each differs from the baseline.
+
+    Per variant: pass@1 (base, base+plus) with bootstrap intervals, the paired difference and McNemar p.
+
+    Then tokens, LM calls and seconds per task, failure categories, a win/loss matrix and fixed/broken tasks.
+
+    Writes each run to --out/<variant>/ and report.json, .txt, .svg, .html and pass_at_1.png to --out.
+    """
+    from amr_dspy.compare import build_report, load_eval_dir, parse_variant_entries
+
+    if (variants is None) == (from_evals is None):
+        raise ConfigError(
+            "give exactly one of --variants A,B,... (run them) or --from-evals DIR,DIR,... (finished runs)"
+        )
+    out = out or Path("artifacts/compare") / _slug(benchmark)
+    if from_evals is not None:
+        if limit is not None or reuse or library is not None:
+            raise ConfigError("--limit, --reuse and --library apply to running variants, not to --from-evals")
+        directories = [Path(item.strip()) for item in from_evals.split(",") if item.strip()]
+        if len(directories) < 2:
+            raise ConfigError(f"--from-evals {from_evals!r}: a comparison needs at least two eval folders")
+        runs = [load_eval_dir(d) for d in directories]
+    else:
+        entries = parse_variant_entries(variants or "")
+        if baseline is not None and baseline not in [e.label for e in entries]:
+            raise ConfigError(
+                f"--baseline {baseline!r} is not among --variants: {', '.join(e.label for e in entries)}"
+            )
+        spec = teacher_spec(
+            teacher, api_base, api_key, max_tokens=max_tokens, temperature=temperature, no_cache=no_cache
+        )
+        runs = _run_variants(
+            entries, benchmark, spec, out=out, limit=limit, reuse=reuse, library=library, guard=guard,
+            threads=threads, workers=workers,
+        )  # fmt: skip
+    report = build_report(runs, baseline=baseline, confidence=confidence, resamples=resamples, seed=seed)
+    _show_and_export(report, out, task_rows=task_rows, change_tasks=change_tasks)
+
+
+@app.command("report")
+def report_command(
+    directory: Annotated[
+        Path, typer.Argument(help="A comparison folder written by `amr-dspy compare` (or its report.json).")
+    ],
+    task_rows: TaskRowsOpt = 40,
+    change_tasks: ChangeTasksOpt = 10,
+) -> None:
+    """Re-render a saved comparison from its report.json (no re-running) and rewrite its SVG, HTML, text and PNG."""
+    from amr_dspy.report import load_report
+
+    report = load_report(directory)
+    out = directory.parent if directory.is_file() else directory
+    _show_and_export(report, out, task_rows=task_rows, change_tasks=change_tasks)
+
+
+def _show_and_export(report: ComparisonReport, out: Path, *, task_rows: int, change_tasks: int) -> None:
+    from amr_dspy.report import export_report, render_report
+
+    render_report(report, console, task_rows=task_rows, change_tasks=change_tasks)
+    files = export_report(report, out, task_rows=task_rows, change_tasks=change_tasks)
+    console.print(f"wrote {files.json_path}, {files.svg.name}, {files.html.name}, {files.text.name}, {files.png.name}")
+
+
+def _run_variants(
+    entries: list[VariantEntry],
+    benchmark: str,
+    spec: TeacherSpec,
+    *,
+    out: Path,
+    limit: int | None,
+    reuse: bool,
+    library: Path | None,
+    guard: bool,
+    threads: int,
+    workers: int,
+) -> list[EvalRun]:
+    """Run every variant on the same tasks under one teacher session, so coinciding LM calls share DSPy's cache."""
+    from amr_dspy.compare import load_eval_dir, variant_dir
+    from amr_dspy.evaluation import evalplus_limits
+    from amr_dspy.sandbox import Sandbox
+    from amr_dspy.tasks import load_tasks
+
+    with console.status(f"loading {benchmark}"):
+        tasks = load_tasks(benchmark, limit=limit)
+    if not tasks or any(not t.tests for t in tasks):
+        raise DataError(f"{benchmark}: compare needs tasks with hidden tests (mbpp+[:split] or humaneval+)")
+    directories = [variant_dir(out, e.label) for e in entries]
+    if len(set(directories)) < len(directories):
+        raise ConfigError(f"--variants: two entries would share an output folder in {out}; rename an artifact")
+    pending = []
+    for entry, d in zip(entries, directories, strict=True):
+        if reuse and _reusable(d, entry, tasks, benchmark, spec):
+            console.print(f"reusing {entry.label}: {d / 'results.json'}")
+        else:
+            pending.append((entry, d))
+    if pending:
+        library_handle = _open_library(library) if library is not None else None
+        with Sandbox(evalplus_limits(), workers=workers) as sandbox, teacher_session(spec) as _lm:
+            for entry, d in pending:
+                _run_one(entry, d, tasks, sandbox, benchmark, spec, library_handle, guard, threads)
+    return [load_eval_dir(d) for d in directories]
+
+
+def _run_one(
+    entry: VariantEntry,
+    directory: Path,
+    tasks: list[Task],
+    sandbox: Sandbox,
+    benchmark: str,
+    spec: TeacherSpec,
+    library: object,
+    guard: bool,
+    threads: int,
+) -> None:
+    from amr_dspy.cli.eval import run_program_tasks
+    from amr_dspy.compare import load_program_entry
+    from amr_dspy.evaluation import raise_if_all_failed, summary_table, write_results, write_samples
+
+    module = load_program_entry(entry, library=library, executor=sandbox, guard=guard)
+    results, solutions = run_program_tasks(
+        module,
+        tasks,
+        sandbox,
+        benchmark,
+        variant=entry.variant,
+        teacher=spec.name,
+        artifact=str(entry.artifact) if entry.artifact else None,
+        threads=threads,
+        out=directory,
+    )
+    write_samples(directory / "samples.jsonl", [t.task_id for t in tasks], solutions)
+    write_results(directory / "results.json", results)
+    console.print(summary_table(results))
+    try:
+        raise_if_all_failed(results)
+    except AmrDspyError as exc:
+        raise AmrDspyError(f"variant {entry.label}: {exc}") from None
+
+
+def _reusable(directory: Path, entry: VariantEntry, tasks: list[Task], benchmark: str, spec: TeacherSpec) -> bool:
+    """A finished run of the same program, teacher, benchmark and tasks: its numbers would come out the same."""
+    from amr_dspy.compare import load_eval_dir
+
+    if not (directory / "results.json").is_file():
+        return False
+    try:
+        run = load_eval_dir(directory)
+    except AmrDspyError:
+        return False
+    results = run.results
+    return (
+        results.benchmark == benchmark
+        and results.variant == entry.variant
+        and results.artifact == (str(entry.artifact) if entry.artifact else None)
+        and results.teacher == spec.name
+        and [t.task_id for t in results.tasks] == [t.task_id for t in tasks]
+    )
+
+
+def _open_library(directory: Path) -> object:
+    from amr_dspy.library import Library
+
+    with console.status(f"opening module library {directory}"):
+        return Library.open(directory)
+
+
+def _slug(text: str) -> str:
+    from amr_dspy.compare import variant_dir
+
+    return variant_dir(Path(), text).name

@@ -1,0 +1,206 @@
+"""``amr-dspy compare`` and ``amr-dspy report``: argument errors, reports from finished runs, a run with a stand-in."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dspy
+import pytest
+from typer.testing import CliRunner
+
+from amr_dspy.errors import AmrDspyError, ConfigError, DataError
+from amr_dspy.evaluation import read_samples
+from amr_dspy.tasks import Task, load_tasks
+from tests.compare_helpers import eval_results, write_all, write_eval_dir
+from tests.evalplus_helpers import use_humaneval_fixture
+
+
+@pytest.fixture
+def cli() -> CliRunner:
+    import amr_dspy.cli.compare  # noqa: F401  (registers the commands)
+
+    return CliRunner()
+
+
+def _invoke(cli: CliRunner, *args: str) -> object:
+    from amr_dspy.cli import app
+
+    return cli.invoke(app, list(args))
+
+
+# --------------------------------------------------------------------------------------------
+# argument errors
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        ([], ConfigError, "give exactly one of --variants"),
+        (["--variants", "direct,cot", "--from-evals", "a,b"], ConfigError, "give exactly one of --variants"),
+        (["--variants", "direct"], ConfigError, "at least two variants"),
+        (["--variants", "direct,gpt4"], ConfigError, "unknown variant 'gpt4'"),
+        (["--variants", "direct,cot", "--baseline", "amr"], ConfigError, "--baseline 'amr' is not among --variants"),
+        (["--variants", "direct,no/such.json"], ConfigError, "no/such.json does not exist"),
+        (["--from-evals", "only-one"], ConfigError, "at least two eval folders"),
+        (["--from-evals", "a,b", "--limit", "3"], ConfigError, "--limit, --reuse and --library apply to running"),
+        (["--from-evals", "nowhere-a,nowhere-b"], ConfigError, "nowhere-a: no results.json"),
+    ],
+)
+def test_compare_argument_errors(cli: CliRunner, args: list[str], error: type[Exception], match: str) -> None:
+    result = _invoke(cli, "compare", *args)
+    assert result.exit_code != 0
+    assert isinstance(result.exception, error), result.output
+    assert match in str(result.exception) and "\n" not in str(result.exception)
+
+
+@pytest.mark.parametrize("args", [["--resamples", "10"], ["--confidence", "1.5"], ["--limit", "0"]])
+def test_compare_option_ranges_are_checked(cli: CliRunner, args: list[str]) -> None:
+    result = _invoke(cli, "compare", "--variants", "direct,cot", *args)
+    assert result.exit_code == 2 and "Invalid value" in result.output
+
+
+def test_report_needs_a_saved_comparison(cli: CliRunner, tmp_path: Path) -> None:
+    result = _invoke(cli, "report", str(tmp_path))
+    assert isinstance(result.exception, DataError)
+    assert f"{tmp_path / 'report.json'}: no such file" in str(result.exception)
+
+
+def test_from_evals_refuses_different_task_sets(cli: CliRunner, tmp_path: Path) -> None:
+    fewer = eval_results("cot")
+    fewer.tasks = fewer.tasks[:6]
+    dirs = [write_eval_dir(tmp_path / "a", "direct"), write_eval_dir(tmp_path / "b", "cot", fewer)]
+    result = _invoke(cli, "compare", "--from-evals", ",".join(map(str, dirs)), "--out", str(tmp_path / "cmp"))
+    assert isinstance(result.exception, ConfigError)
+    assert "not the same set" in str(result.exception)
+    assert not (tmp_path / "cmp").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# reports from finished runs
+
+
+def test_from_evals_writes_the_report_and_report_rerenders_it(cli: CliRunner, tmp_path: Path) -> None:
+    dirs = write_all(tmp_path / "evals")
+    out = tmp_path / "cmp"
+    result = _invoke(
+        cli, "compare", "--from-evals", ",".join(map(str, dirs)), "--baseline", "direct", "--out", str(out)
+    )
+    assert result.exit_code == 0, result.output
+    assert "pass@1 — mbpp+:test · 8 tasks" in result.output and "amr vs direct: 3 fixed, 0 broken" in result.output
+    names = {"report.json", "report.txt", "report.svg", "report.html", "pass_at_1.png"}
+    assert names <= {p.name for p in out.iterdir()}
+    report = json.loads((out / "report.json").read_text())
+    assert [v["label"] for v in report["variants"]] == ["direct", "cot", "amr"]
+    assert [v["source"] for v in report["variants"]] == [str(d) for d in dirs]
+
+    text = (out / "report.txt").read_text()
+    for name in ("report.svg", "report.txt", "pass_at_1.png"):
+        (out / name).unlink()
+    again = _invoke(cli, "report", str(out / "report.json"))  # the folder or its report.json
+    assert again.exit_code == 0, again.output
+    assert (out / "report.txt").read_text() == text
+    assert (out / "report.svg").is_file() and (out / "pass_at_1.png").is_file()
+    assert "amr vs direct: 3 fixed, 0 broken" in again.output
+
+
+# --------------------------------------------------------------------------------------------
+# running variants
+
+
+class _Fixed(dspy.Module):
+    """Answers each task from a table (no teacher needed): what a variant would have written."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        super().__init__()
+        self.answers = answers
+
+    def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
+        code = self.answers.get(entry_point or "")
+        return dspy.Prediction(response=f"```python\n{code}```" if code else "no idea", code=code)
+
+
+_RIGHT = {
+    "digit_sum": "def digit_sum(n):\n    return sum(map(int, str(n)))\n",
+    "mean_gap": "def mean_gap(xs):\n    return sum(abs(a - b) for a, b in zip(xs, xs[1:])) / (len(xs) - 1)\n",
+}
+_ANSWERS = {
+    "direct": {"digit_sum": _RIGHT["digit_sum"], "mean_gap": "def mean_gap(xs):\n    return 0.0\n"},
+    "cot": {**_RIGHT, "interleave": "def interleave(a, b):\n    return a + b\n"},
+}
+
+
+@pytest.fixture
+def fixture_tasks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Task]:
+    use_humaneval_fixture(monkeypatch, tmp_path)
+    return load_tasks("humaneval+")
+
+
+@pytest.fixture
+def stand_in(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """No teacher; each variant answers from its table. Returns the variants built, in order."""
+    import amr_dspy.cli.compare as compare_cli
+    import amr_dspy.programs
+
+    built: list[str] = []
+
+    @contextmanager
+    def no_teacher(spec: object) -> Iterator[None]:
+        yield None
+
+    def build(variant: str, **kwargs: object) -> dspy.Module:
+        built.append(variant)
+        return _Fixed(_ANSWERS[variant])
+
+    monkeypatch.setattr(compare_cli, "teacher_session", no_teacher)
+    monkeypatch.setattr(amr_dspy.programs, "build_program", build)
+    return built
+
+
+def test_compare_runs_each_variant_on_the_same_tasks(
+    cli: CliRunner, fixture_tasks: list[Task], stand_in: list[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "cmp"
+    args = ["compare", "--variants", "direct,cot", "--benchmark", "humaneval+", "--workers", "1", "--out", str(out)]
+    result = _invoke(cli, *args)
+    assert result.exit_code == 0, result.output
+    assert stand_in == ["direct", "cot"]
+    for variant in ("direct", "cot"):  # each run is an ordinary eval folder
+        results = json.loads((out / variant / "results.json").read_text())
+        assert results["variant"] == variant and results["benchmark"] == "humaneval+"
+        assert set(read_samples(out / variant / "samples.jsonl")) == {t.task_id for t in fixture_tasks}
+        assert (out / variant / "predictions.jsonl").is_file()
+    report = json.loads((out / "report.json").read_text())
+    assert report["baseline"] == "direct"
+    plus = {v["label"]: [o["plus"] for o in v["outcomes"]] for v in report["variants"]}
+    assert plus == {"direct": [True, False, False], "cot": [True, True, False]}
+    (cot,) = report["changes"]
+    assert [c["task_id"] for c in cot["fixed"]] == ["FixtureEval/1"] and cot["broken"] == []
+    assert cot["fixed"][0]["diff"][2:4] == ["-    return 0.0", "+" + _RIGHT["mean_gap"].splitlines()[1]]
+    assert report["variants"][0]["failures"] == {"no_code": 1, "wrong_answer": 1, "error": 0, "timeout": 0}
+
+    again = _invoke(cli, *args, "--reuse", "--baseline", "cot")
+    assert again.exit_code == 0, again.output
+    assert stand_in == ["direct", "cot"]  # nothing ran again
+    assert "reusing direct" in again.output and "reusing cot" in again.output
+    assert json.loads((out / "report.json").read_text())["baseline"] == "cot"
+
+
+def test_compare_stops_when_a_variant_fails_everywhere(
+    cli: CliRunner, fixture_tasks: list[Task], stand_in: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import amr_dspy.programs
+
+    class Down(dspy.Module):
+        def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
+            raise ConnectionError("connection refused")
+
+    monkeypatch.setattr(amr_dspy.programs, "build_program", lambda variant, **kw: Down())
+    out = tmp_path / "cmp"
+    args = ["compare", "--variants", "direct,cot", "-b", "humaneval+", "--workers", "1", "--out", str(out)]
+    result = _invoke(cli, *args)
+    assert isinstance(result.exception, AmrDspyError)
+    assert str(result.exception).startswith("variant direct: the program failed on all 3 tasks")
+    assert (out / "direct" / "results.json").is_file() and not (out / "cot").exists()
