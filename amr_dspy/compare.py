@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from amr_dspy.errors import ConfigError, DataError
+from optimize.artifact import load_artifact, manifest_path
 from amr_dspy.evaluation import EvalResults
 from amr_dspy.report import (
     FAILURE_CATEGORIES,
@@ -66,11 +67,6 @@ class EvalRun(BaseModel):
 
 # --------------------------------------------------------------------------------------------
 # variants
-
-
-def manifest_path(artifact: Path) -> Path:
-    """``prog.json`` -> ``prog.manifest.json``: the file saying which variant the artifact was compiled from."""
-    return artifact.with_name(f"{artifact.stem}.manifest.json")
 
 
 def _manifest_variant(artifact: Path) -> str:
@@ -123,7 +119,7 @@ def load_program_entry(entry: VariantEntry, **build_kwargs: Any) -> dspy.Module:
 
     module = build_program(entry.variant, **build_kwargs)
     if entry.artifact is not None:
-        module.load(str(entry.artifact))
+        load_artifact(entry.artifact, entry.variant, program=module)
     return module
 
 

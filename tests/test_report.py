@@ -237,11 +237,11 @@ def test_artifact_needs_a_manifest_naming_a_known_variant(tmp_path: Path) -> Non
 def test_program_entry_loads_the_compiled_artifact(tmp_path: Path) -> None:
     from amr_dspy.programs import DirectProgram, build_program
 
+    from tests.test_artifact import make_artifact
+
     compiled = build_program("direct")
-    compiled.respond.demos = [dspy.Example(instruction="add 1 and 2", response="3")]
-    artifact = tmp_path / "direct-fewshot.json"
-    compiled.save(str(artifact))
-    (tmp_path / "direct-fewshot.manifest.json").write_text(json.dumps({"variant": "direct"}))
+    compiled.respond.demos = [dspy.Example(instruction="add 1 and 2", response="3", augmented=True)]
+    artifact = make_artifact(tmp_path / "direct-fewshot.json", "direct", compiled)
     (entry,) = [e for e in parse_variant_entries(f"cot,{artifact}") if e.artifact]
     module = load_program_entry(entry)
     assert isinstance(module, DirectProgram)
