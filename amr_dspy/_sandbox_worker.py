@@ -131,8 +131,7 @@ def _expose_interpreter(extra: str) -> str:
     once a child drops to another uid. Here the blocking directory is covered with a tmpfs that holds
     only bind mounts of the directories Python needs — at their usual paths, so nothing else changes.
     """
-    wanted = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *sys.path, extra]
-    paths = sorted({os.path.abspath(p) for p in wanted if p and os.path.isdir(p)}, key=len)
+    paths = _interpreter_paths(extra)
     blocked: dict[str, list[str]] = {}
     for path in paths:
         blocker = _first_unsearchable(path)
@@ -157,6 +156,30 @@ def _expose_interpreter(extra: str) -> str:
     return "yes, " + ", ".join(sorted(blocked)) + " covered by a tmpfs holding only the interpreter"
 
 
+def _interpreter_paths(extra: str) -> list[str]:
+    wanted = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *sys.path, extra]
+    return sorted({os.path.abspath(p) for p in wanted if p and os.path.isdir(p)}, key=len)
+
+
+def _cover(target: str, data: str, keep: list[str]) -> None:
+    """Mount a tmpfs over ``target``, keeping the ``keep`` paths below it visible at the same places.
+
+    A virtualenv or checkout under /tmp (as in CI) would otherwise vanish under the scratch tmpfs. Each kept
+    directory is held open by an O_PATH descriptor and bind-mounted back through /proc/self/fd.
+    """
+    inside = [p for p in keep if p.startswith(target.rstrip("/") + "/")]
+    outermost = [p for p in inside if not any(p != q and p.startswith(q + "/") for q in inside)]
+    held = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in outermost]
+    try:
+        _mount("tmpfs", target, "tmpfs", _MS_NOSUID | _MS_NODEV, data)
+        for path, fd in held:
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            _mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
+    finally:
+        for _, fd in held:
+            os.close(fd)
+
+
 def private_mounts(root: str, scratch_mb: int, expose: bool) -> dict[str, bool | str]:
     """A private mount namespace where every world-writable scratch dir and the work dirs are small tmpfs.
 
@@ -176,7 +199,7 @@ def private_mounts(root: str, scratch_mb: int, expose: bool) -> dict[str, bool |
     for path in _SCRATCH_DIRS:
         try:
             if os.path.isdir(path) and os.stat(path).st_mode & 0o002:
-                _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777," + options)
+                _cover(path, "mode=1777," + options, keep=_interpreter_paths(root))
                 covered.append(path)
         except OSError:
             pass
