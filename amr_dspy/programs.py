@@ -117,7 +117,7 @@ class CoTProgram(dspy.Module):
 
 
 def parse_unit_tests(tests: Sequence[str]) -> list[AssertTest]:
-    """Keep the generated tests that parse as a single assert statement."""
+    """One test per assert statement in the generated tests (a small teacher often puts several in one string)."""
     kept = []
     for text in tests:
         text = text.strip().strip("`").strip()
@@ -125,8 +125,10 @@ def parse_unit_tests(tests: Sequence[str]) -> list[AssertTest]:
             tree = ast.parse(text)
         except (SyntaxError, ValueError):
             continue
-        if len(tree.body) == 1 and isinstance(tree.body[0], ast.Assert):
-            kept.append(AssertTest(name=f"unit_{len(kept) + 1}", code=text, time_limit_s=3.0))
+        for node in tree.body:
+            if isinstance(node, ast.Assert):
+                code = ast.get_source_segment(text, node) or ast.unparse(node)
+                kept.append(AssertTest(name=f"unit_{len(kept) + 1}", code=code, time_limit_s=3.0))
     return kept
 
 

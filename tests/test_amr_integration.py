@@ -17,8 +17,8 @@ from tests.evalplus_helpers import use_mbpp_subset
 
 pytestmark = pytest.mark.teacher
 
-SEED = [1, 2, 3, 4, 601, 602, 603]  # train tasks: they seed the library
-TASKS = [5, 604]  # train tasks too, so nothing from dev or test is touched
+SEED = [2, 3, 4, 6, 602, 603, 605]  # train tasks: they seed the library
+TASKS = [7, 604]  # train tasks too, so nothing from dev or test is touched
 
 
 def test_amr_runs_end_to_end_on_two_tasks(local_teacher: dspy.LM, monkeypatch: pytest.MonkeyPatch,
@@ -35,7 +35,7 @@ def test_amr_runs_end_to_end_on_two_tasks(local_teacher: dspy.LM, monkeypatch: p
         with dspy.context(lm=local_teacher, adapter=dspy.ChatAdapter()):
             results, records = evaluate_program(program, [tasks[n] for n in TASKS], sandbox,
                                                 benchmark="mbpp+:train", threads=1)  # fmt: skip
-    assert [r.task_id for r in results.tasks] == ["Mbpp/5", "Mbpp/604"]
+    assert [r.task_id for r in results.tasks] == ["Mbpp/7", "Mbpp/604"]
     for result in results.tasks:
         record = records[result.task_id]
         assert result.failure != "program_error"  # the program never raises on a teacher's output

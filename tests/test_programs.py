@@ -191,3 +191,11 @@ def test_programs_deep_copy_without_copying_shared_resources() -> None:
 def test_unknown_variant_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="unknown variant 'amr-x'; known: direct, cot"):
         build_program("amr-x")
+
+
+def test_unit_tests_split_several_asserts_in_one_string() -> None:
+    from amr_dspy.programs import parse_unit_tests
+
+    tests = parse_unit_tests(["assert f(1) == 2\nassert f(2) == 3", "```assert f(0) == 1```", "print(1)"])
+    assert [t.code for t in tests] == ["assert f(1) == 2", "assert f(2) == 3", "assert f(0) == 1"]
+    assert [t.name for t in tests] == ["unit_1", "unit_2", "unit_3"]

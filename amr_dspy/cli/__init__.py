@@ -15,6 +15,7 @@ from amr_dspy.cli import library as _library  # noqa: F401,E402
 from amr_dspy.cli import bench as _bench  # noqa: F401,E402
 from amr_dspy.cli import compare as _compare  # noqa: F401,E402
 from amr_dspy.cli import compile as _compile  # noqa: F401,E402
+from amr_dspy.cli import synthesize as _synthesize  # noqa: F401,E402
 
 __all__ = ["app", "main"]
 

@@ -1,0 +1,217 @@
+"""``amr-dspy synthesize``: the main job — turn an instruction set into verified training data."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from amr_dspy.cli._app import app, console
+from amr_dspy.cli._options import (
+    ApiBaseOpt,
+    ApiKeyOpt,
+    MaxTokensOpt,
+    NoCacheOpt,
+    TeacherOpt,
+    TemperatureOpt,
+    teacher_session,
+)
+
+if TYPE_CHECKING:
+    from amr_dspy.synthesis import SynthesisRecord
+
+__all__ = ["synthesize_command"]
+
+SAMPLE_FILE = Path(__file__).resolve().parent.parent / "data" / "sample_instructions.jsonl"
+
+
+class RichProgress:
+    """The progress bar: records done, rate, ETA, pass rate and tokens so far (this run)."""
+
+    def __init__(self, out: Console) -> None:
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("verified {task.fields[passed]}"),
+            TextColumn("{task.fields[tokens]} tokens"),
+        )
+        self._progress = Progress(*columns, console=out)
+        self._task: Any = None
+        self._started = time.monotonic()
+        self._made = self._verified = self._tokens = 0
+
+    def __enter__(self) -> RichProgress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(*exc)  # type: ignore[arg-type]
+
+    def start(self, total: int, done: int) -> None:
+        self._started = time.monotonic()
+        self._task = self._progress.add_task("synthesize", total=total, completed=done, rate="-", passed="-",
+                                             tokens=0)  # fmt: skip
+
+    def advance(self, record: SynthesisRecord) -> None:
+        self._made += 1
+        self._verified += record.verified
+        self._tokens += record.usage.tokens
+        minutes = max(time.monotonic() - self._started, 1e-6) / 60
+        self._progress.update(self._task, advance=1, rate=f"{self._made / minutes:.1f}/min",
+                              passed=f"{100 * self._verified / self._made:.0f}%",
+                              tokens=f"{self._tokens:,}")  # fmt: skip
+
+
+@app.command("synthesize")
+def synthesize_command(
+    input_spec: Annotated[
+        str, typer.Option("--input", "-i", help="Instructions: a .jsonl, .json or .parquet file, hf:NAME[:SPLIT], "
+                          "or 'sample' for the bundled sample file.")  # fmt: skip
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", file_okay=False, help="Output directory of the run.")],
+    program: Annotated[
+        Path | None,
+        typer.Option("--program", dir_okay=False, help="Compiled program artifact to load into --variant."),
+    ] = None,
+    variant: Annotated[
+        str, typer.Option(help="Program variant (uncompiled unless --program), e.g. amr, amr-paper, direct.")
+    ] = "amr",
+    instruction_field: Annotated[str, typer.Option(help="Field holding the instruction.")] = "instruction",
+    input_field: Annotated[
+        str, typer.Option(help="Field appended to the instruction when non-empty (Alpaca 'input'); '' for none.")
+    ] = "input",
+    id_field: Annotated[
+        str | None, typer.Option(help="Field holding a unique id (default: <file stem>/<row index>).")
+    ] = None,
+    library: Annotated[
+        Path | None,
+        typer.Option(file_okay=False, help="Seed module library, copied into OUT/library and grown there "
+                     "(default: the committed MBPP+ train library; never modified)."),  # fmt: skip
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Synthesize at most N instructions.")] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Records in flight to the teacher (default: 2 for the local teacher, which "
+                     "serializes requests, 8 for a remote one)."),  # fmt: skip
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out, skipping ids already done.")
+    ] = False,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Skip (and count) invalid input rows instead of stopping.")
+    ] = False,
+    max_instruction_chars: Annotated[
+        int, typer.Option(min=1, help="Longest instruction accepted, in characters.")
+    ] = 16_000,
+    grow: Annotated[
+        bool, typer.Option("--grow/--no-grow", help="Add the novel modules of verified records to OUT/library.")
+    ] = True,
+    guard: Annotated[
+        bool, typer.Option("--guard/--no-guard", help="AMR variants: keep the evolved answer only if it passes at "
+                           "least as many teacher unit tests as the direct one.")  # fmt: skip
+    ] = True,
+    retries: Annotated[
+        int, typer.Option(min=0, help="Re-runs of a record's program after a failure, with exponential backoff.")
+    ] = 2,
+    backoff: Annotated[float, typer.Option(min=0.0, help="Seconds before the first re-run (doubling after).")] = 2.0,
+    lm_retries: Annotated[
+        int, typer.Option(min=0, help="Retries of one teacher request on timeouts, 5xx and connection loss.")
+    ] = 3,
+    request_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds before a teacher request times out.")
+    ] = 600.0,
+    decontaminate: Annotated[
+        bool, typer.Option("--decontaminate/--no-decontaminate", help="Drop instructions and responses that "
+                           "overlap HumanEval or MBPP (on by default).")  # fmt: skip
+    ] = True,
+    ngram: Annotated[int, typer.Option(min=0, help="Word n-gram length of the overlap check (0: off).")] = 10,
+    similarity_threshold: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Embedding cosine similarity to a benchmark prompt at which an "
+                            "instruction is dropped (0: off).")  # fmt: skip
+    ] = 0.9,
+    judge_threshold: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Ask the teacher to judge instructions whose similarity "
+                                   "is in [this, --similarity-threshold).")  # fmt: skip
+    ] = None,
+    decontam_against: Annotated[
+        list[str] | None, typer.Option(help="Benchmarks to check against: humaneval, mbpp+ or a JSONL of "
+                                       "{id, prompt, solution} (repeatable; default humaneval and mbpp+).")  # fmt: skip
+    ] = None,
+    embedding_model: Annotated[
+        str, typer.Option(help="Embedding model of the similarity check (hashing-N for a quick offline check).")
+    ] = "sentence-transformers/all-MiniLM-L6-v2",
+    sft_all: Annotated[
+        bool, typer.Option("--sft-all", help="Put every record in sft.jsonl, not only the verified ones.")
+    ] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Sandbox worker processes running the unit tests.")] = 2,
+    teacher: TeacherOpt = None,
+    api_base: ApiBaseOpt = None,
+    api_key: ApiKeyOpt = None,
+    max_tokens: MaxTokensOpt = 1024,
+    temperature: TemperatureOpt = 0.0,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Synthesize one verified training record per instruction with a (compiled) program and the teacher.
+
+    Writes OUT/records.jsonl (appended as records finish; --resume continues), OUT/dataset (parquet for
+    datasets.load_dataset), OUT/sft.jsonl (chat messages), OUT/library, OUT/decontamination.jsonl and
+    OUT/summary.json.
+    """
+    from amr_dspy.decontam import DEFAULT_BENCHMARKS, DecontamConfig
+    from amr_dspy.synthesis import SynthesisJob, check_teacher, execute, prepare, summary_table
+    from amr_dspy.teacher import TeacherSpec
+
+    sample = input_spec == "sample"
+    job = SynthesisJob(
+        input=str(SAMPLE_FILE) if sample else input_spec,
+        out=out,
+        variant=variant,
+        artifact=program,
+        seed_library=library,
+        instruction_field=instruction_field,
+        input_field=input_field or None,
+        id_field=id_field or ("id" if sample else None),
+        max_instruction_chars=max_instruction_chars,
+        skip_invalid=skip_invalid,
+        limit=limit,
+        resume=resume,
+        grow=grow,
+        guard=guard,
+        retries=retries,
+        backoff_s=backoff,
+        sft_all=sft_all,
+        decontaminate=decontaminate,
+        decontam=DecontamConfig(
+            benchmarks=list(decontam_against or DEFAULT_BENCHMARKS),
+            ngram=ngram or None,
+            embedding_threshold=similarity_threshold or None,
+            judge_threshold=judge_threshold,
+            embedding_model=embedding_model,
+        ),
+        sandbox_workers=workers,
+    )
+    spec = TeacherSpec.parse(teacher, api_base=api_base, api_key=api_key, max_tokens=max_tokens,
+                             temperature=temperature, cache=not no_cache, num_retries=lm_retries,
+                             timeout_s=request_timeout)  # fmt: skip
+    job.concurrency = concurrency or (2 if spec.kind == "local" else 8)
+    prepared = prepare(job)  # bad input, a taken --out or a benchmark input stop here, before the teacher starts
+    batch = prepared.batch
+    if batch.invalid:
+        console.print(f"[yellow]skipped {len(batch.invalid)} invalid row(s)[/], first: {batch.invalid[0].message}",
+                      highlight=False)  # fmt: skip
+    with teacher_session(spec) as lm:
+        check_teacher(lm, spec.name)
+        with RichProgress(console) as progress:
+            summary = execute(job, prepared, teacher=spec.name, progress=progress,
+                              status=lambda message: console.print(f"[dim]{message}[/]", highlight=False))  # fmt: skip
+    console.print(summary_table(summary))
+    console.print(f"wrote {out}/records.jsonl, dataset/, sft.jsonl, library/ and summary.json", highlight=False)

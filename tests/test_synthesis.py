@@ -1,0 +1,423 @@
+"""Synthesis: inputs and their errors, one record (verification, faults, fallback), the log, a whole run with resume."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dspy
+import pytest
+
+from amr_dspy.errors import ArtifactError, ConfigError, DataError, TeacherUnavailableError
+from amr_dspy.library import HashingEmbedder, Library, ModuleRecord, Provenance, Verification
+from amr_dspy.sandbox import Sandbox
+from amr_dspy.server import free_port
+from amr_dspy.synthesis import (
+    InputItem,
+    RecordLog,
+    SynthesisJob,
+    SynthesisSettings,
+    check_teacher,
+    execute,
+    load_program,
+    merge_record,
+    prepare,
+    read_inputs,
+    read_records,
+    run_synthesis,
+    synthesize_record,
+)
+from tests.fake_openai_server import LEAKED_CODE, FakeOpenAI
+
+BENCH_PROMPT = "Write a function to find the shared elements from the given two lists of integers."
+LEAKY = "Write `leaky_sum(xs)` that adds up a list of numbers. LEAK"
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def write_jsonl(path: Path, rows: list[object]) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def seed_library(directory: Path) -> Path:
+    """A small hashing-embedded library (fast, no model) with one verified module."""
+    if (directory / "manifest.json").exists():
+        return directory
+    library = Library.create(directory, HashingEmbedder(64))
+    code = 'def clamp(x: int, lo: int, hi: int) -> int:\n    """Clamp x."""\n    return max(lo, min(hi, x))\n'
+    library.add([ModuleRecord.model_validate({
+        "name": "clamp", "signature": "def clamp(x: int, lo: int, hi: int) -> int:", "description": "Clamp x.",
+        "code": code, "provenance": Provenance(source="manual"),
+        "verification": Verification(method="manual", passed=True)})])  # fmt: skip
+    library.save()
+    return directory
+
+
+def benchmark_file(path: Path) -> Path:
+    """A two-item stand-in for HumanEval/MBPP: one prompt to match, one solution the fake teacher 'leaks'."""
+    return write_jsonl(path, [
+        {"id": "Fix/1", "prompt": BENCH_PROMPT, "solution": "def shared(a, b):\n    return set(a) & set(b)\n"},
+        {"id": "Fix/2", "prompt": "Compute a running total.", "solution": LEAKED_CODE},
+    ])  # fmt: skip
+
+
+def settings(**overrides: object) -> SynthesisSettings:
+    return SynthesisSettings(**{"source": "unit.jsonl", "teacher": "fake", "variant": "amr", "backoff_s": 0.05}
+                             | overrides)  # fmt: skip
+
+
+def item(text: str, item_id: str = "i/0") -> InputItem:
+    return InputItem(id=item_id, instruction=text, where="unit.jsonl:1")
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(workers=2) as box:
+        yield box
+
+
+@contextmanager
+def teacher(fake: FakeOpenAI, **lm_settings: object) -> Iterator[dspy.LM]:
+    lm = fake.lm(**lm_settings)
+    with dspy.context(lm=lm, adapter=dspy.ChatAdapter()):
+        yield lm
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> Library:
+    return Library.open(seed_library(tmp_path / "lib"))
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+
+def test_inputs_get_stable_ids_the_alpaca_input_and_a_limit(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "set.jsonl", [
+        {"instruction": "Sum a list.", "input": "[1, 2]"}, "", {"instruction": "Reverse a string.", "input": ""},
+        {"instruction": "Sort a list.", "id": "s-3"},
+    ])  # fmt: skip
+    batch = read_inputs(str(path))
+    assert [(i.id, i.instruction) for i in batch.items] == [("set/0", "Sum a list.\n[1, 2]"),
+                                                            ("set/1", "Reverse a string."), ("set/2", "Sort a list.")]
+    assert batch.items[1].where == f"{path}:3" and batch.name == "set.jsonl" and batch.rows == 3
+    assert [i.id for i in read_inputs(str(path), limit=2).items] == ["set/0", "set/1"]
+    with pytest.raises(DataError, match=f"{path}:1: missing or empty id field 'id'"):
+        read_inputs(str(path), id_field="id")
+
+
+BAD_ROWS = [
+    ('{"instruction": "ok"', "invalid JSON"),
+    (b'{"instruction": "caf\xe9"}', "not valid UTF-8"),
+    ('{"prompt": "wrong field"}', "missing or empty field 'instruction'"),
+    ('{"instruction": "   "}', "missing or empty field 'instruction'"),
+    ('{"instruction": 42}', "field 'instruction' is a int, not a string"),
+    ('["a", "list"]', "expected a JSON object, got list"),
+    (json.dumps({"instruction": "x" * 101}), "instruction is 101 characters, over the limit of 100"),
+]
+
+
+@pytest.mark.parametrize(("row", "message"), BAD_ROWS)
+def test_a_bad_row_is_a_one_line_error_naming_file_and_line(tmp_path: Path, row: str | bytes, message: str) -> None:
+    path = tmp_path / "in.jsonl"
+    raw = row if isinstance(row, bytes) else row.encode()
+    path.write_bytes(b'{"instruction": "fine"}\n' + raw + b"\n")
+    with pytest.raises(DataError) as caught:
+        read_inputs(str(path), max_chars=100)
+    text = str(caught.value)
+    assert text.startswith(f"{path}:2: ") and message in text and "\n" not in text
+
+
+def test_skip_invalid_counts_bad_rows_and_keeps_the_ids_of_good_ones(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.jsonl"
+    rows = [b'{"instruction": "first"}'] + [r if isinstance(r, bytes) else r.encode() for r, _ in BAD_ROWS]
+    rows += [b'{"instruction": "last", "id": "dup"}', b'{"instruction": "again", "id": "dup"}']
+    path.write_bytes(b"\n".join(rows) + b"\n")
+    batch = read_inputs(str(path), max_chars=100, skip_invalid=True)
+    assert [i.instruction for i in batch.items] == ["first", "last", "again"]
+    assert [i.id for i in batch.items] == ["mixed/0", "mixed/8", "mixed/9"]  # positions, whatever was skipped
+    assert len(batch.invalid) == len(BAD_ROWS) and batch.rows == len(BAD_ROWS) + 3
+    assert [r.where for r in batch.invalid] == [f"{path}:{n}" for n in range(2, 2 + len(BAD_ROWS))]
+    dup = read_inputs(str(path), max_chars=100, skip_invalid=True, id_field="id")
+    assert [i.instruction for i in dup.items] == ["last"]
+    assert dup.invalid[-1].message == f"{path}:10: duplicate id 'dup'"
+
+
+def test_json_lists_and_parquet_are_read_with_locations(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    listed = tmp_path / "set.json"
+    listed.write_text('[\n  {"instruction": "a"},\n  {"instruction": ""}\n]\n')
+    with pytest.raises(DataError, match=f"{listed}:3: missing or empty field 'instruction'"):
+        read_inputs(str(listed))
+    assert [i.instruction for i in read_inputs(str(listed), skip_invalid=True).items] == ["a"]
+    table = tmp_path / "set.parquet"
+    pq.write_table(pa.Table.from_pylist([{"question": "q1"}, {"question": "q2"}]), table)
+    batch = read_inputs(str(table), instruction_field="question")
+    assert [(i.id, i.instruction) for i in batch.items] == [("set/0", "q1"), ("set/1", "q2")]
+    with pytest.raises(ConfigError, match="no such file"):
+        read_inputs(str(tmp_path / "missing.jsonl"))
+
+
+# ------------------------------------------------------------------------------------------------ one record
+
+
+def test_a_record_is_verified_and_its_modules_proposed_without_writing_the_library(
+    fake: FakeOpenAI, sandbox: Sandbox, library: Library
+) -> None:
+    program, _ = load_program("amr", None, library=library, executor=sandbox)
+    with teacher(fake):
+        result = synthesize_record(item("Write `add_numbers(a, b)`."), program, library, settings=settings(),
+                                   executor=sandbox)  # fmt: skip
+    record = result.record
+    assert record.verified and record.verification.n_tests == 2 and record.verification.n_passed == 2
+    assert record.code and "def add_numbers" in record.code and "```python" in record.response
+    assert record.direct_response and record.modules[0].name == "add_numbers" and record.kept == "evolved"
+    assert record.retrieved and record.retrieved[0].id.startswith("clamp-")  # the library was searched
+    assert record.error is None and record.attempts == 1 and not record.fallback
+    assert [m.name for m in result.proposed] == ["add_numbers"] and len(library) == 1  # pure: nothing added yet
+    provenance = result.proposed[0].provenance
+    assert provenance.source == "synthesize:unit.jsonl" and provenance.instruction_id == "i/0"
+    merged = merge_record(library, result)
+    assert merged.growth.added == [result.proposed[0].id] and len(library) == 2
+    assert merge_record(library, result).growth.added == []  # merging the same proposals twice adds nothing
+
+
+def test_usage_counts_every_call_and_cached_calls_count_no_tokens(fake: FakeOpenAI, sandbox: Sandbox) -> None:
+    program, _ = load_program("direct", None)
+    text = "Write `count_things(xs)` usage."
+    with teacher(fake, cache=True):
+        dspy.configure_cache(enable_memory_cache=True, enable_disk_cache=False)
+        try:
+            first = synthesize_record(item(text), program, None, settings=settings(), executor=sandbox).record
+            again = synthesize_record(item(text), program, None, settings=settings(), executor=sandbox).record
+        finally:
+            dspy.configure_cache(enable_memory_cache=False, enable_disk_cache=False)
+    served = [r for r in fake.requests if r["instruction"].startswith(text)]
+    assert first.usage.lm_calls == first.usage.uncached_lm_calls == 2 == len(served)  # answer + unit tests
+    assert first.usage.prompt_tokens > 0 and first.usage.completion_tokens > 0
+    assert again.usage.lm_calls == 2 and again.usage.uncached_lm_calls == 0 and again.usage.tokens == 0
+    assert again.response == first.response
+
+
+def test_code_failing_its_unit_tests_is_recorded_and_grows_nothing(
+    fake: FakeOpenAI, sandbox: Sandbox, library: Library
+) -> None:
+    program, _ = load_program("direct", None)
+    with teacher(fake):
+        result = synthesize_record(item("Write `half_of(x)` BUGGY."), program, library, settings=settings(),
+                                   executor=sandbox)  # fmt: skip
+    verification = result.record.verification
+    assert verification.status == "failed" and verification.n_passed == 0 and verification.failed_test == "unit_1"
+    assert result.proposed == [] and result.record.growth.reason == "not verified (failed)"
+
+
+def test_asserts_joined_in_one_test_string_are_run_one_by_one(fake: FakeOpenAI, sandbox: Sandbox) -> None:
+    program, _ = load_program("direct", None)
+    with teacher(fake):
+        joined = synthesize_record(item("Write `two_in_one(x)` JOINED_TESTS"), program, None, settings=settings(),
+                                   executor=sandbox).record  # fmt: skip
+    assert joined.verified and joined.verification.n_tests == 2
+    with teacher(fake):
+        none = synthesize_record(item("Write `untested(x)` NO_TESTS"), program, None, settings=settings(),
+                                 executor=sandbox).record  # fmt: skip
+    assert none.verification.status == "no_tests" and none.verification.message == (
+        "none of 1 written test(s) is an assert statement: print(1)")
+
+
+def test_timeouts_5xx_and_connection_loss_are_retried(fake: FakeOpenAI, sandbox: Sandbox, tmp_path: Path) -> None:
+    items = [item("Write `flaky_a(x)` FAULT:500x2", "f/0"), item("Write `flaky_b(x)` FAULT:dropx1", "f/1"),
+             item("Write `flaky_c(x)` FAULT:timeoutx1", "f/2")]  # fmt: skip
+    program, _ = load_program("direct", None)
+    log = RecordLog.open(tmp_path / "records.jsonl")
+    with teacher(fake, num_retries=2, timeout=1.0):
+        made = run_synthesis(items, program=program, library=None, executor=sandbox, settings=settings(grow=False),
+                             log=log, concurrency=3)  # fmt: skip
+    assert sorted(r.id for r in made) == ["f/0", "f/1", "f/2"]
+    assert all(r.error is None and r.attempts == 1 and r.verified for r in made)
+    faults = [(r["instruction"][:14], r["fault"]) for r in fake.faults() if "flaky" in r["instruction"]]
+    assert sorted(faults) == [("Write `flaky_a", "500"), ("Write `flaky_a", "500"), ("Write `flaky_b", "drop"),
+                              ("Write `flaky_c", "timeout")]  # fmt: skip
+    assert len(read_records(log.path)) == 3
+
+
+def test_unparsable_output_reruns_the_program(fake: FakeOpenAI, sandbox: Sandbox) -> None:
+    program, _ = load_program("direct", None)
+    with teacher(fake):  # ChatAdapter, then its JSONAdapter fallback, both get garbage on the first run
+        record = synthesize_record(item("Write `parse_me(x)` FAULT:garbagex2"), program, None, settings=settings(),
+                                   executor=sandbox).record  # fmt: skip
+    assert record.attempts == 2 and record.error is None and record.verified
+
+
+def test_past_the_retries_the_record_keeps_the_failure(fake: FakeOpenAI, sandbox: Sandbox) -> None:
+    program, _ = load_program("direct", None)
+    with teacher(fake, num_retries=1):
+        record = synthesize_record(item("Write `down_hard(x)` FAULT:500x50"), program, None,
+                                   settings=settings(retries=1), executor=sandbox).record  # fmt: skip
+    assert record.fallback and record.attempts == 2 and record.response == "" and record.code is None
+    assert record.error == "LMServerError: [openai/fake-teacher] injected server error"
+    assert record.verification.status == "no_code"
+    assert len([r for r in fake.requests if "down_hard" in r["instruction"]]) == 4  # 2 runs x (1 + 1 LM retry)
+
+
+def test_the_fallback_is_the_best_response_seen_so_far(fake: FakeOpenAI, sandbox: Sandbox) -> None:
+    from signatures import DirectResponse
+
+    class AnswersThenBreaks(dspy.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.respond = dspy.Predict(DirectResponse)
+
+        def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
+            self.respond(instruction=instruction)
+            raise RuntimeError("a later step broke")
+
+    with teacher(fake):
+        record = synthesize_record(item("Write `almost_there(x)`."), AnswersThenBreaks(), None,
+                                   settings=settings(retries=1), executor=sandbox).record  # fmt: skip
+    assert record.fallback and record.kept == "fallback" and record.error == "RuntimeError: a later step broke"
+    assert "def almost_there" in record.response and record.verified  # the kept answer is still checked
+
+
+def test_an_unreachable_teacher_is_one_line_before_any_work() -> None:
+    lm = dspy.LM("openai/nobody", api_base=f"http://127.0.0.1:{free_port()}/v1", api_key="x", num_retries=3)
+    with pytest.raises(TeacherUnavailableError) as caught:
+        check_teacher(lm, "openai/nobody")
+    message = str(caught.value)
+    assert message.startswith("teacher openai/nobody at http://127.0.0.1:") and "is unreachable" in message
+    assert "\n" not in message
+
+
+# ------------------------------------------------------------------------------------------------ the log
+
+
+def test_the_log_drops_a_torn_last_line_and_refuses_duplicates(
+    fake: FakeOpenAI, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    program, _ = load_program("direct", None)
+    with teacher(fake):
+        record = synthesize_record(item("Write `logged(x)`."), program, None, settings=settings(),
+                                   executor=sandbox).record  # fmt: skip
+    path = tmp_path / "records.jsonl"
+    log = RecordLog.open(path)
+    log.append(record)
+    with pytest.raises(DataError, match="already committed"):
+        log.append(record)
+    log.close()
+    with path.open("ab") as fh:
+        fh.write(record.model_dump_json().encode()[:57])  # a write cut short by kill -9
+    reopened = RecordLog.open(path)
+    assert reopened.repaired_bytes == 57 and len(reopened) == 1 and "i/0" in reopened
+    assert path.read_bytes().endswith(b"}\n")
+    reopened.close()
+    with path.open("ab") as fh:
+        fh.write(b'{"id": "broken"}\n' + record.model_copy(update={"id": "other"}).model_dump_json().encode() + b"\n")
+    with pytest.raises(DataError, match=f"{path}:2: corrupt record"):
+        read_records(path)
+
+
+# ------------------------------------------------------------------------------------------------ a whole run
+
+
+def job_for(tmp_path: Path, inputs: Path, **overrides: object) -> SynthesisJob:
+    from amr_dspy.decontam import DecontamConfig
+
+    settings_ = {
+        "input": str(inputs), "out": tmp_path / "run", "seed_library": seed_library(tmp_path / "seed"),
+        "concurrency": 3, "backoff_s": 0.05, "sandbox_workers": 1,
+        "decontam": DecontamConfig(benchmarks=[str(benchmark_file(tmp_path / "bench.jsonl"))],
+                                   embedding_model="hashing-256"),
+    }  # fmt: skip
+    return SynthesisJob(**(settings_ | overrides))
+
+
+def test_a_run_writes_records_exports_library_and_summary_and_resumes(
+    fake: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datasets
+
+    monkeypatch.setenv("AMR_DSPY_HOME", str(tmp_path / "home"))
+    inputs = write_jsonl(tmp_path / "alpaca.jsonl", [
+        {"instruction": "Write `add_pair(a, b)` returning a + b."},
+        {"instruction": "Write `scale_all(xs, k)` multiplying each value."},
+        {"instruction": "Write `off_by_one(n)` BUGGY counting."},
+        {"instruction": BENCH_PROMPT + " Call it `shared(a, b)`."},  # overlaps the benchmark prompt
+        {"instruction": LEAKY},  # its answer is a benchmark solution
+        {"instruction": ""},  # invalid, skipped
+    ])  # fmt: skip
+    job = job_for(tmp_path, inputs, skip_invalid=True)
+    with teacher(fake):
+        summary = execute(job, prepare(job), teacher="fake")
+    out = job.out
+    records = read_records(out / "records.jsonl")
+    by_id = {r.id: r for r in records}
+    assert sorted(by_id) == ["alpaca/0", "alpaca/1", "alpaca/2", "alpaca/4"]  # 3 dropped before, 5 invalid
+    assert by_id["alpaca/0"].verified and by_id["alpaca/1"].verified
+    assert by_id["alpaca/2"].verification.status == "failed"
+    leaky = by_id["alpaca/4"]
+    assert leaky.contaminated and leaky.contamination.benchmark_id == "Fix/2" and leaky.growth.added == []
+    [dropped] = [json.loads(line) for line in (out / "decontamination.jsonl").read_text().splitlines()]
+    assert dropped["id"] == "alpaca/3" and dropped["method"] == "ngram" and dropped["benchmark_id"] == "Fix/1"
+
+    assert summary.records == 4 and summary.processed == 4 and summary.resumed == 0
+    assert summary.invalid == 1 and summary.invalid_examples[0].startswith(f"{inputs}:6: missing or empty field")
+    assert summary.decontaminated == 1 and summary.response_contaminated == 1
+    assert summary.verification == {"passed": 2, "failed": 1, "skipped": 1} and summary.pass_rate == 0.5
+    assert summary.lm_calls == sum(r.usage.lm_calls for r in records) > 0 and summary.prompt_tokens > 0
+    assert json.loads((out / "summary.json").read_text())["records"] == 4
+
+    added = [i for r in records for i in r.growth.added]
+    assert summary.library_start == 1 and summary.library_end == 1 + len(added) and len(added) >= 2
+    grown = Library.open(out / "library")
+    assert {r.id for r in grown.records} >= set(added) and len(Library.open(tmp_path / "seed")) == 1
+
+    dataset = datasets.load_dataset(str(out / "dataset"), split="train")
+    assert sorted(dataset["id"]) == ["alpaca/0", "alpaca/1", "alpaca/2"]  # the contaminated record is left out
+    assert dataset[dataset["id"].index("alpaca/0")]["modules"][0]["name"] == "add_pair"
+    sft = [json.loads(line) for line in (out / "sft.jsonl").read_text().splitlines()]
+    assert sorted(s["id"] for s in sft) == ["alpaca/0", "alpaca/1"]
+    assert [m["role"] for m in sft[0]["messages"]] == ["user", "assistant"]
+
+    with pytest.raises(ConfigError, match="already holds a synthesis run .* pass --resume"):
+        prepare(job)
+    other = write_jsonl(tmp_path / "other.jsonl", [{"instruction": "Write `x(y)`."}])
+    with pytest.raises(ConfigError, match=f"was started on --input {inputs}, not {other}"):
+        prepare(job.model_copy(update={"resume": True, "input": str(other)}))
+    again = job.model_copy(update={"resume": True, "sft_all": True})
+    served = len(fake.requests)
+    with teacher(fake):
+        resumed = execute(again, prepare(again), teacher="fake")
+    assert resumed.processed == 0 and resumed.resumed == 4 and len(fake.requests) == served
+    assert len(read_records(out / "records.jsonl")) == 4 and resumed.sft_records == 3
+
+
+def test_benchmark_named_inputs_may_not_grow_the_library(tmp_path: Path) -> None:
+    inputs = write_jsonl(tmp_path / "humaneval_rewrites.jsonl", [{"instruction": "Write `f(x)`."}])
+    with pytest.raises(ConfigError, match="leakage.*pass --no-grow"):
+        prepare(job_for(tmp_path, inputs))
+    assert prepare(job_for(tmp_path, inputs, grow=False)).batch.items[0].id == "humaneval_rewrites/0"
+
+
+def test_a_compiled_artifact_is_loaded_and_hashed(tmp_path: Path) -> None:
+    import hashlib
+
+    compiled, _ = load_program("direct", None)
+    compiled.respond.signature = compiled.respond.signature.with_instructions("Answer tersely.")
+    from tests.test_artifact import make_artifact
+
+    artifact = make_artifact(tmp_path / "direct.json", "direct", compiled)
+    program, digest = load_program("direct", artifact)
+    assert program.respond.signature.instructions == "Answer tersely."
+    assert digest == hashlib.sha256(artifact.read_bytes()).hexdigest()
+    with pytest.raises(ArtifactError, match="compiled for variant 'direct'|variant"):
+        load_program("amr", artifact)
