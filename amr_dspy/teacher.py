@@ -51,7 +51,7 @@ class TeacherSpec(BaseModel):
     num_retries: int = 3
     timeout_s: float = 600.0
     # ChatAdapter by default: asked for JSON, the 0.5B teacher drops the code block from its answer.
-    adapter: Literal["chat", "json"] = "chat"
+    adapter: Literal["chat", "json"] = "chat"  # "json" applies to remote teachers only
 
     @classmethod
     def parse(
@@ -88,7 +88,14 @@ class TeacherSpec(BaseModel):
         return re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-").lower()
 
     def make_adapter(self) -> dspy.Adapter:
-        return dspy.JSONAdapter() if self.adapter == "json" else dspy.ChatAdapter()
+        """The adapter every program call uses with this teacher.
+
+        Never JSON-constrained decoding on the local server: llama.cpp turns a response schema into a grammar
+        checked against the whole vocabulary per token, which dropped the 0.5B teacher to ~1 token/s here.
+        """
+        if self.adapter == "json" and self.kind == "remote":
+            return dspy.JSONAdapter()
+        return dspy.ChatAdapter(use_json_adapter_fallback=self.kind == "remote")
 
     def make_lm(self, api_base: str | None = None) -> dspy.LM:
         """The ``dspy.LM`` for this teacher; ``api_base`` overrides (the local server's URL)."""

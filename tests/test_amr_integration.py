@@ -32,7 +32,7 @@ def test_amr_runs_end_to_end_on_two_tasks(local_teacher: dspy.LM, monkeypatch: p
         assert report.verified == len(SEED) and len(library) >= len(SEED)
 
         program = build_program("amr", library=library, executor=sandbox)
-        with dspy.context(lm=local_teacher, adapter=dspy.ChatAdapter()):
+        with dspy.context(lm=local_teacher, adapter=dspy.ChatAdapter(use_json_adapter_fallback=False)):
             results, records = evaluate_program(program, [tasks[n] for n in TASKS], sandbox,
                                                 benchmark="mbpp+:train", threads=1)  # fmt: skip
     assert [r.task_id for r in results.tasks] == ["Mbpp/7", "Mbpp/604"]

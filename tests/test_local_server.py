@@ -43,7 +43,7 @@ def test_answers_a_chat_completion_through_dspy_and_stops() -> None:
 def test_a_dspy_program_runs_on_the_local_teacher(local_teacher: dspy.LM) -> None:
     from amr_dspy.programs import build_program
 
-    with dspy.context(lm=local_teacher, adapter=dspy.ChatAdapter()):
+    with dspy.context(lm=local_teacher, adapter=dspy.ChatAdapter(use_json_adapter_fallback=False)):
         prediction = build_program("direct")(instruction="Write a Python function `square(x)` returning x * x.")
     assert prediction.code is not None and "def square" in prediction.code
 

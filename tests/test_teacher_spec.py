@@ -60,3 +60,14 @@ def test_local_lm_talks_openai_protocol_to_the_given_endpoint() -> None:
     lm = TeacherSpec.parse("local", max_tokens=64, cache=False).make_lm(api_base="http://127.0.0.1:5/v1")
     assert lm.model == "openai/qwen2.5-coder-0.5b-instruct-q4_k_m"
     assert lm.kwargs["max_tokens"] == 64 and lm.cache is False
+
+
+def test_local_teachers_never_get_json_constrained_decoding() -> None:
+    import dspy
+
+    local = TeacherSpec.parse("local", adapter="json").make_adapter()
+    assert isinstance(local, dspy.ChatAdapter) and not isinstance(local, dspy.JSONAdapter)
+    assert local.use_json_adapter_fallback is False
+    remote = TeacherSpec.parse("openai/gpt-4o-mini").make_adapter()
+    assert remote.use_json_adapter_fallback is True
+    assert isinstance(TeacherSpec.parse("openai/gpt-4o-mini", adapter="json").make_adapter(), dspy.JSONAdapter)
