@@ -10,7 +10,6 @@ import difflib
 import json
 import re
 from collections.abc import Sequence
-from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from amr_dspy.errors import ConfigError, DataError
 from optimize.artifact import load_artifact, manifest_path
-from amr_dspy.evaluation import EvalResults
+from amr_dspy.evaluation import EvalResults, package_versions
 from amr_dspy.report import (
     FAILURE_CATEGORIES,
     ComparisonReport,
@@ -327,13 +326,6 @@ def build_report(
             for run, label in zip(runs, labels, strict=True)
             if run is not reference
         ],
-        versions={name: version(name) for name in ("amr-dspy", "dspy", "evalplus") if _installed(name)},
+        versions=package_versions(),
     )
 
-
-def _installed(name: str) -> bool:
-    try:
-        version(name)
-    except Exception:  # PackageNotFoundError, or broken metadata
-        return False
-    return True

@@ -133,7 +133,7 @@ class EvalResults(BaseModel):
             completion_tokens=sum(t.completion_tokens for t in tasks),
             wall_s=wall_s,
             tasks=tasks,
-            versions={name: version(name) for name in ("amr-dspy", "dspy", "evalplus") if _installed(name)},
+            versions=package_versions(),
             **meta,
         )
 
@@ -573,7 +573,7 @@ def bench_sandbox(tasks: Sequence[Task], sandbox: Sandbox, *, benchmark: str, wo
         project=project,
         evalplus=evalplus,
         ratio=project.executions_per_s / evalplus.executions_per_s if evalplus.executions_per_s else float("inf"),
-        versions={name: version(name) for name in ("amr-dspy", "evalplus") if _installed(name)},
+        versions=package_versions("amr-dspy", "evalplus"),
     )
 
 
@@ -748,12 +748,15 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _installed(name: str) -> bool:
-    try:
-        version(name)
-    except Exception:  # PackageNotFoundError, or broken metadata
-        return False
-    return True
+def package_versions(*names: str) -> dict[str, str]:
+    """The installed versions of ``names`` (default: amr-dspy, dspy, evalplus); missing packages are left out."""
+    found = {}
+    for name in names or ("amr-dspy", "dspy", "evalplus"):
+        try:
+            found[name] = version(name)
+        except Exception:  # PackageNotFoundError, or broken metadata
+            continue
+    return found
 
 
 def raise_if_all_failed(results: EvalResults) -> None:
