@@ -105,15 +105,20 @@ class TeacherSpec(BaseModel):
             model, key = self.model, self.api_key.get_secret_value() if self.api_key else None
             if key is None and (api_base or self.api_base):
                 key = "EMPTY"  # OpenAI-compatible servers (vLLM, llama.cpp, ...) often take no key, LiteLLM wants one
+        base = api_base or self.api_base
+        # LiteLLM sends OpenAI's newer ``max_completion_tokens``, which llama.cpp's server ignores: one degenerate
+        # answer then ran to the context limit (7,652 tokens, 6 minutes). OpenAI-compatible servers read max_tokens.
+        extra = {"extra_body": {"max_tokens": self.max_tokens}} if base and model.startswith("openai/") else {}
         return dspy.LM(
             model,
-            api_base=api_base or self.api_base,
+            api_base=base,
             api_key=key,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
             cache=self.cache,
             num_retries=self.num_retries,
             timeout=self.timeout_s,
+            **extra,
         )
 
 

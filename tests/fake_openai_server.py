@@ -180,7 +180,8 @@ class FakeOpenAI:
                 text = str(messages[-1].get("content", "")) if messages else ""
                 instruction, fault = fake._plan(text)
                 with fake._lock:
-                    fake.requests.append({"instruction": instruction, "fault": fault, "at": time.time()})
+                    fake.requests.append({"instruction": instruction, "fault": fault, "at": time.time(),
+                                          "max_tokens": body.get("max_tokens")})  # fmt: skip
                 if fake.delay_s:
                     time.sleep(fake.delay_s)
                 if fault == "500":

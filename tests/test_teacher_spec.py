@@ -62,6 +62,16 @@ def test_local_lm_talks_openai_protocol_to_the_given_endpoint() -> None:
     assert lm.kwargs["max_tokens"] == 64 and lm.cache is False
 
 
+def test_openai_compatible_servers_receive_max_tokens_on_the_wire() -> None:
+    # LiteLLM alone sends only max_completion_tokens, which llama.cpp's server ignores (runaway answers).
+    from tests.fake_openai_server import FakeOpenAI
+
+    with FakeOpenAI() as server:
+        TeacherSpec.parse("local", max_tokens=77, cache=False).make_lm(api_base=server.api_base)("say hi")
+        TeacherSpec.parse("openai/my-model", api_base=server.api_base, max_tokens=33, cache=False).make_lm()("hi")
+    assert [r["max_tokens"] for r in server.requests] == [77, 33]
+
+
 def test_local_teachers_never_get_json_constrained_decoding() -> None:
     import dspy
 
