@@ -29,6 +29,7 @@ from amr_dspy.testcases import ExecutionRequest, ExecutionResult, TestOutcome
 if TYPE_CHECKING:
     import dspy
 
+    from amr_dspy.resume import EvalCheckpoint
     from amr_dspy.sandbox import Sandbox, SandboxLimits
 
 __all__ = [
@@ -280,9 +281,12 @@ def _instrumented(program: dspy.Module) -> dspy.Module:
 class _Recorder:
     """dspy.Evaluate's metric: checks each prediction and keeps the per-task record."""
 
-    def __init__(self, sandbox: Sandbox, on_result: Callable[[TaskResult], None] | None) -> None:
+    def __init__(self, sandbox: Sandbox, on_result: Callable[[TaskResult], None] | None,
+                 checkpoint: EvalCheckpoint | None = None) -> None:  # fmt: skip
         self.sandbox = sandbox
         self.on_result = on_result
+        self.checkpoint = checkpoint
+        self.started = time.perf_counter()
         self.results: dict[str, TaskResult] = {}
         self.solutions: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -301,9 +305,12 @@ class _Recorder:
             check = check_solutions(self.sandbox, [(task, code)])[0]
         result = TaskResult(task_id=task.task_id, **check.model_dump(), **stats.model_dump(exclude={"error"}))
         response = prediction.get("response") if hasattr(prediction, "get") else None
+        record = {"code": code, "response": response, **_program_details(prediction)}
         with self._lock:
             self.results[task.task_id] = result
-            self.solutions[task.task_id] = {"code": code, "response": response, **_program_details(prediction)}
+            self.solutions[task.task_id] = record
+        if self.checkpoint is not None:
+            self.checkpoint.add(result, record, time.perf_counter() - self.started)
         if self.on_result is not None:
             self.on_result(result)
         return float(result.plus_passed)
@@ -324,17 +331,27 @@ def evaluate_program(
     benchmark: str,
     threads: int = 4,
     on_result: Callable[[TaskResult], None] | None = None,
+    checkpoint: EvalCheckpoint | None = None,
     **meta: Any,
 ) -> tuple[EvalResults, dict[str, dict[str, Any]]]:
-    """Run ``program`` on every task through ``dspy.Evaluate``; return the results and each task's code/response."""
+    """Run ``program`` on every task through ``dspy.Evaluate``; return the results and each task's code/response.
+
+    With a ``checkpoint``, tasks an earlier session finished are taken from it and each new one is appended.
+    """
     import dspy
 
     from amr_dspy.metric import task_to_example
 
     _check_unique(tasks)
-    recorder = _Recorder(sandbox, on_result)
+    recorder = _Recorder(sandbox, on_result, checkpoint)
+    if checkpoint is not None:
+        for task in tasks:
+            if (done := checkpoint.done.get(task.task_id)) is not None:
+                recorder.results[task.task_id] = TaskResult.model_validate(done.result)
+                recorder.solutions[task.task_id] = done.record
+    pending = [t for t in tasks if t.task_id not in recorder.results]
     evaluator = dspy.Evaluate(
-        devset=[task_to_example(t) for t in tasks],
+        devset=[task_to_example(t) for t in pending],
         metric=recorder,
         num_threads=threads,
         display_progress=False,
@@ -342,8 +359,9 @@ def evaluate_program(
         provide_traceback=True,
     )
     started = time.perf_counter()
-    evaluator(_instrumented(program))
-    wall_s = time.perf_counter() - started
+    if pending:
+        evaluator(_instrumented(program))
+    wall_s = time.perf_counter() - started + (checkpoint.prior_wall_s if checkpoint else 0.0)
     for task in tasks:  # only a bug in checking itself leaves a task unrecorded
         if task.task_id not in recorder.results:
             recorder.results[task.task_id] = TaskResult(

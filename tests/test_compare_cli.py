@@ -204,3 +204,41 @@ def test_compare_stops_when_a_variant_fails_everywhere(
     assert isinstance(result.exception, AmrDspyError)
     assert str(result.exception).startswith("variant direct: the program failed on all 3 tasks")
     assert (out / "direct" / "results.json").is_file() and not (out / "cot").exists()
+
+
+def test_an_interrupted_variant_resumes_from_its_checkpoint(
+    cli: CliRunner, fixture_tasks: list[Task], stand_in: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import amr_dspy.programs
+
+    asked: list[str] = []
+    armed = [True]
+
+    class Interrupted(_Fixed):
+        def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
+            if entry_point == "mean_gap" and armed:
+                armed.clear()
+                raise KeyboardInterrupt  # Ctrl-C (or the end of a session) in the middle of the run
+            asked.append(str(entry_point))
+            return super().forward(instruction, entry_point)
+
+    monkeypatch.setattr(amr_dspy.programs, "build_program", lambda variant, **kw: Interrupted(_ANSWERS[variant]))
+    out = tmp_path / "cmp"
+    args = ["compare", "--variants", "direct,cot", "-b", "humaneval+", "--workers", "1", "--threads", "1",
+            "--out", str(out)]  # fmt: skip
+    first = _invoke(cli, *args)
+    assert first.exit_code != 0 and not (out / "direct" / "results.json").exists()
+    progress = (out / "direct" / "progress.jsonl").read_text().splitlines()
+    assert [json.loads(line)["result"]["task_id"] for line in progress] == ["FixtureEval/0"]
+    asked.clear()
+
+    second = _invoke(cli, *args)
+    assert second.exit_code == 0, second.output
+    assert "resuming: 1 tasks finished earlier" in second.output
+    # direct's finished task is not asked again; cot runs all three
+    assert asked == ["mean_gap", "interleave", "digit_sum", "mean_gap", "interleave"]
+    assert not (out / "direct" / "progress.jsonl").exists()  # results.json is written; the checkpoint is done
+    results = json.loads((out / "direct" / "results.json").read_text())
+    assert [t["task_id"] for t in results["tasks"]] == [t.task_id for t in fixture_tasks]
+
+    assert _invoke(cli, *args, "--fresh").exit_code == 0

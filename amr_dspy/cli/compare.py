@@ -80,6 +80,10 @@ def compare_command(
         typer.Option("--guard/--no-guard", help="AMR variants: keep the evolved answer only if it passes at least as "
                      "many teacher-written unit tests as the direct one."),
     ] = True,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Discard checkpoints of interrupted variant runs in --out instead of "
+                           "resuming them.")
+    ] = False,
     threads: Annotated[
         int, typer.Option(min=1, help="Tasks run through a program in parallel (dspy.Evaluate threads).")
     ] = 4,
@@ -131,7 +135,7 @@ def compare_command(
         )
         runs = _run_variants(
             entries, benchmark, spec, out=out, limit=limit, reuse=reuse, library=library, guard=guard,
-            threads=threads, workers=workers,
+            threads=threads, workers=workers, fresh=fresh,
         )  # fmt: skip
     report = build_report(runs, baseline=baseline, confidence=confidence, resamples=resamples, seed=seed)
     _show_and_export(report, out, task_rows=task_rows, change_tasks=change_tasks)
@@ -173,6 +177,7 @@ def _run_variants(
     guard: bool,
     threads: int,
     workers: int,
+    fresh: bool,
 ) -> list[EvalRun]:
     """Run every variant on the same tasks under one teacher session, so coinciding LM calls share DSPy's cache."""
     from amr_dspy.compare import load_eval_dir, variant_dir
@@ -197,7 +202,7 @@ def _run_variants(
         library_handle = _open_library(library) if library is not None else None
         with Sandbox(evalplus_limits(), workers=workers) as sandbox, teacher_session(spec) as _lm:
             for entry, d in pending:
-                _run_one(entry, d, tasks, sandbox, benchmark, spec, library_handle, guard, threads)
+                _run_one(entry, d, tasks, sandbox, benchmark, spec, library_handle, guard, threads, fresh)
     return [load_eval_dir(d) for d in directories]
 
 
@@ -211,13 +216,14 @@ def _run_one(
     library: object,
     guard: bool,
     threads: int,
+    fresh: bool,
 ) -> None:
     from amr_dspy.cli.eval import run_program_tasks
     from amr_dspy.compare import load_program_entry
-    from amr_dspy.evaluation import raise_if_all_failed, summary_table, write_results, write_samples
+    from amr_dspy.evaluation import raise_if_all_failed, summary_table
 
     module = load_program_entry(entry, library=library, executor=sandbox, guard=guard)
-    results, solutions = run_program_tasks(
+    results, _ = run_program_tasks(
         module,
         tasks,
         sandbox,
@@ -227,9 +233,8 @@ def _run_one(
         artifact=str(entry.artifact) if entry.artifact else None,
         threads=threads,
         out=directory,
+        fresh=fresh,
     )
-    write_samples(directory / "samples.jsonl", [t.task_id for t in tasks], solutions)
-    write_results(directory / "results.json", results)
     console.print(summary_table(results))
     try:
         raise_if_all_failed(results)

@@ -67,6 +67,9 @@ def eval_command(
         Path | None,
         typer.Option(file_okay=False, help="Output folder (default: artifacts/eval/<variant-or-samples>-<benchmark>)."),
     ] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Discard the checkpoint of an interrupted run in --out instead of resuming.")
+    ] = False,
     crosscheck: Annotated[
         bool, typer.Option("--crosscheck", help="Also run evalplus.evaluate on the same samples and show both pass@1.")
     ] = False,
@@ -131,6 +134,7 @@ def eval_command(
                 guard=guard,
                 threads=threads,
                 out=out,
+                fresh=fresh,
             )
     samples_path = out / "samples.jsonl"
     write_samples(samples_path, [t.task_id for t in tasks], solutions)
@@ -167,6 +171,7 @@ def _run_program(
     guard: bool,
     threads: int,
     out: Path,
+    fresh: bool,
 ) -> tuple[EvalResults, dict[str, str | None]]:
     from amr_dspy.programs import build_program
 
@@ -187,6 +192,7 @@ def _run_program(
             artifact=str(program) if program else None,
             threads=threads,
             out=out,
+            fresh=fresh,
         )
 
 
@@ -201,12 +207,16 @@ def run_program_tasks(
     artifact: str | None,
     threads: int,
     out: Path,
+    fresh: bool = False,
 ) -> tuple[EvalResults, dict[str, str | None]]:
-    """Run a built program on ``tasks`` under the current DSPy LM, with a progress bar; write predictions.jsonl.
+    """Run a built program on ``tasks`` under the current DSPy LM, with a progress bar; write predictions.jsonl,
+    samples.jsonl and results.json to ``out``.
 
-    Returns the results and each task's extracted code (for samples.jsonl). ``amr-dspy compare`` runs
-    each variant through here too, so a comparison's runs are exactly what ``eval`` would produce.
+    Each finished task is checkpointed in ``out/progress.jsonl``; an interrupted run resumes from it (``fresh``
+    discards it). Returns the results and each task's extracted code. ``amr-dspy compare`` runs each variant
+    through here too, so a comparison's runs are exactly what ``eval`` would produce.
     """
+    import dspy
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -216,7 +226,15 @@ def run_program_tasks(
         TimeRemainingColumn,
     )
 
-    from amr_dspy.evaluation import TaskResult, evaluate_program
+    from amr_dspy.evaluation import TaskResult, evaluate_program, write_results, write_samples
+    from amr_dspy.resume import EvalCheckpoint, run_key
+
+    lm = dspy.settings.lm
+    config = getattr(module, "config", None)
+    key = run_key(variant=variant, benchmark=benchmark, tasks=[t.task_id for t in tasks], teacher=teacher,
+                  artifact=artifact, config=config.model_dump() if hasattr(config, "model_dump") else None,
+                  lm=[getattr(lm, "model", None), getattr(lm, "kwargs", None)])  # fmt: skip
+    checkpoint = EvalCheckpoint(out, key, fresh=fresh)
 
     columns = (
         TextColumn("{task.description}"),
@@ -227,8 +245,12 @@ def run_program_tasks(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console) as progress:
-        bar = progress.add_task(f"{variant} on {benchmark}", total=len(tasks), plus=0)
-        passed = [0]
+        resumed = [TaskResult.model_validate(f.result) for f in checkpoint.done.values()]
+        passed = [sum(r.plus_passed for r in resumed)]
+        bar = progress.add_task(f"{variant} on {benchmark}", total=len(tasks), completed=len(resumed),
+                                plus=passed[0])  # fmt: skip
+        if resumed:
+            progress.console.print(f"resuming: {len(resumed)} tasks finished earlier ({checkpoint.path})")
 
         def advance(result: TaskResult) -> None:
             passed[0] += result.plus_passed
@@ -244,9 +266,14 @@ def run_program_tasks(
             variant=variant,
             teacher=teacher,
             artifact=artifact,
+            checkpoint=checkpoint,
         )
+    solutions = {task_id: record["code"] for task_id, record in records.items()}
     _write_predictions(out / "predictions.jsonl", tasks, records, results)
-    return results, {task_id: record["code"] for task_id, record in records.items()}
+    write_samples(out / "samples.jsonl", [t.task_id for t in tasks], solutions)
+    write_results(out / "results.json", results)
+    checkpoint.finish()
+    return results, solutions
 
 
 def _write_predictions(

@@ -1,0 +1,93 @@
+"""Checkpoints of long evaluations: each finished task is appended to ``progress.jsonl`` as it finishes, so a run
+killed after hours (or ended with its session) resumes where it stopped instead of starting over.
+
+A line is written and fsynced as one ``write``; a line cut short by a kill is the last one and is dropped on
+reading. Every line carries the run's key (what was evaluated, how and by whom): a checkpoint made by a
+different run is refused rather than mixed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from amr_dspy.errors import ConfigError, DataError
+
+__all__ = ["EvalCheckpoint", "Finished", "run_key"]
+
+PROGRESS_FILE = "progress.jsonl"
+
+
+class Finished(BaseModel):
+    """One finished task as the checkpoint holds it: its result and its program record (code, response, notes)."""
+
+    key: str
+    session: str
+    elapsed_s: float  # since its session started: the largest per session is that session's wall time
+    result: dict[str, Any]
+    record: dict[str, Any]
+
+
+def run_key(**parts: Any) -> str:
+    """A short fingerprint of everything that makes two runs comparable (variant, tasks, teacher, settings)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class EvalCheckpoint:
+    """``progress.jsonl`` in an eval folder: what earlier sessions of this run finished, plus an appender."""
+
+    def __init__(self, directory: Path, key: str, *, fresh: bool = False) -> None:
+        self.path = directory / PROGRESS_FILE
+        self.key = key
+        self.session = uuid.uuid4().hex[:12]
+        self._lock = threading.Lock()
+        if fresh:
+            self.path.unlink(missing_ok=True)
+        self.done: dict[str, Finished] = {}
+        self.prior_wall_s = 0.0
+        self._read()
+
+    def _read(self) -> None:
+        if not self.path.is_file():
+            return
+        lines = self.path.read_bytes().split(b"\n")
+        walls: dict[str, float] = {}
+        for lineno, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = Finished.model_validate_json(raw)
+            except ValidationError as exc:
+                if lineno == len(lines) or (lineno == len(lines) - 1 and not lines[-1]):
+                    continue  # the line a kill cut short: that task simply runs again
+                raise DataError(f"{self.path}:{lineno}: not a checkpoint line ({exc.errors()[0]['msg']})") from None
+            if row.key != self.key:
+                raise ConfigError(
+                    f"{self.path}:{lineno}: checkpoint of a different run (variant, tasks, teacher or settings "
+                    "differ); pass --fresh to discard it or choose another --out"
+                )
+            self.done[str(row.result.get("task_id"))] = row
+            walls[row.session] = max(walls.get(row.session, 0.0), row.elapsed_s)
+        self.prior_wall_s = sum(walls.values())
+
+    def add(self, result: BaseModel, record: dict[str, Any], elapsed_s: float) -> None:
+        """Append one finished task durably (thread-safe)."""
+        line = Finished(key=self.key, session=self.session, elapsed_s=elapsed_s,
+                        result=result.model_dump(mode="json"), record=record).model_dump_json()  # fmt: skip
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("ab") as handle:
+                handle.write(line.encode() + b"\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def finish(self) -> None:
+        """The run is complete and its results are written: the checkpoint has done its job."""
+        self.path.unlink(missing_ok=True)
