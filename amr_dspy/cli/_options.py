@@ -13,7 +13,17 @@ from amr_dspy.teacher import ACCEPTED_FORMS, TeacherSpec
 if TYPE_CHECKING:
     import dspy
 
-__all__ = ["TeacherOpt", "ApiBaseOpt", "ApiKeyOpt", "MaxTokensOpt", "TemperatureOpt", "NoCacheOpt", "teacher_spec", "teacher_session"]
+__all__ = [
+    "TeacherOpt",
+    "ApiBaseOpt",
+    "ApiKeyOpt",
+    "MaxTokensOpt",
+    "TemperatureOpt",
+    "NoCacheOpt",
+    "GuardOpt",
+    "teacher_spec",
+    "teacher_session",
+]
 
 TeacherOpt = Annotated[
     str | None,
@@ -28,6 +38,11 @@ ApiKeyOpt = Annotated[
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", min=16, help="Most tokens per teacher answer.")]
 TemperatureOpt = Annotated[float, typer.Option("--temperature", min=0.0, max=2.0, help="Sampling temperature.")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Bypass DSPy's LM cache (fresh calls, real usage).")]
+GuardOpt = Annotated[
+    bool,
+    typer.Option("--guard/--no-guard", help="AMR variants: keep the evolved answer only if it passes at least as "
+                 "many teacher-written unit tests as the direct one."),
+]
 
 
 def teacher_spec(

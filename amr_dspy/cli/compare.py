@@ -11,6 +11,7 @@ from amr_dspy.cli._app import app, console
 from amr_dspy.cli._options import (
     ApiBaseOpt,
     ApiKeyOpt,
+    GuardOpt,
     MaxTokensOpt,
     NoCacheOpt,
     TeacherOpt,
@@ -75,11 +76,7 @@ def compare_command(
     library: Annotated[
         Path | None, typer.Option(file_okay=False, help="Function-module library directory, for variants that use one.")
     ] = None,
-    guard: Annotated[
-        bool,
-        typer.Option("--guard/--no-guard", help="AMR variants: keep the evolved answer only if it passes at least as "
-                     "many teacher-written unit tests as the direct one."),
-    ] = True,
+    guard: GuardOpt = True,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Discard checkpoints of interrupted variant runs in --out instead of "
                            "resuming them.")

@@ -21,6 +21,7 @@ from amr_dspy.cli._app import app, console, err_console
 from amr_dspy.cli._options import (
     ApiBaseOpt,
     ApiKeyOpt,
+    GuardOpt,
     MaxTokensOpt,
     NoCacheOpt,
     TeacherOpt,
@@ -71,11 +72,7 @@ def compile_command(
     library: Annotated[
         Path, typer.Option(file_okay=False, help="Function-module library, for variants that retrieve modules.")
     ] = DEFAULT_LIBRARY,
-    guard: Annotated[
-        bool,
-        typer.Option("--guard/--no-guard", help="AMR variants: keep the evolved answer only if it passes at least as "
-                     "many teacher-written unit tests as the direct one."),
-    ] = True,
+    guard: GuardOpt = True,
     threads: Annotated[
         int | None, typer.Option(min=1, help="Examples run in parallel (overrides the recipe's threads).")
     ] = None,

@@ -13,6 +13,7 @@ from amr_dspy.cli._app import app, console
 from amr_dspy.cli._options import (
     ApiBaseOpt,
     ApiKeyOpt,
+    GuardOpt,
     MaxTokensOpt,
     NoCacheOpt,
     TeacherOpt,
@@ -53,11 +54,7 @@ def eval_command(
     library: Annotated[
         Path | None, typer.Option(file_okay=False, help="Function-module library directory, for variants that use one.")
     ] = None,
-    guard: Annotated[
-        bool,
-        typer.Option("--guard/--no-guard", help="AMR variants: keep the evolved answer only if it passes at least as "
-                     "many teacher-written unit tests as the direct one."),
-    ] = True,
+    guard: GuardOpt = True,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N tasks of the benchmark.")] = None,
     threads: Annotated[
         int, typer.Option(min=1, help="Tasks run through the program in parallel (dspy.Evaluate threads).")

@@ -14,6 +14,7 @@ from amr_dspy.cli._app import app, console
 from amr_dspy.cli._options import (
     ApiBaseOpt,
     ApiKeyOpt,
+    GuardOpt,
     MaxTokensOpt,
     NoCacheOpt,
     TeacherOpt,
@@ -115,10 +116,7 @@ def synthesize_command(
     grow: Annotated[
         bool, typer.Option("--grow/--no-grow", help="Add the novel modules of verified records to OUT/library.")
     ] = True,
-    guard: Annotated[
-        bool, typer.Option("--guard/--no-guard", help="AMR variants: keep the evolved answer only if it passes at "
-                           "least as many teacher unit tests as the direct one.")  # fmt: skip
-    ] = True,
+    guard: GuardOpt = True,
     retries: Annotated[
         int, typer.Option(min=0, help="Re-runs of a record's program after a failure, with exponential backoff.")
     ] = 2,
