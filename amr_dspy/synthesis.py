@@ -33,9 +33,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.table import Table
 
 from amr_dspy.decontam import DecontamConfig, Verdict
-from amr_dspy.errors import ArtifactError, ConfigError, DataError, TeacherUnavailableError
+from amr_dspy.errors import ConfigError, DataError, TeacherUnavailableError
 from amr_dspy.extract import extract_code
 from amr_dspy.library import Library, ModuleRecord, Provenance
+from amr_dspy.rows import file_rows
 
 if TYPE_CHECKING:
     import dspy
@@ -150,7 +151,7 @@ def read_inputs(
         path = Path(spec)
         if not path.is_file():
             raise ConfigError(f"--input {spec}: no such file (expected a .jsonl, .json or .parquet file or hf:NAME)")
-        rows, label, stem = _file_rows(path), path.name, path.stem
+        rows, label, stem = file_rows(path), path.name, path.stem
     batch = InputBatch(name=label, spec=spec, rows=0, items=[])
     seen: set[str] = set()
     for index, (where, row) in enumerate(rows):
@@ -171,47 +172,6 @@ def read_inputs(
     return batch
 
 
-class _BadRow:
-    """A row that could not even be decoded; ``_item`` raises its error (so it can be skipped like the others)."""
-
-    def __init__(self, error: DataError) -> None:
-        self.error = error
-
-
-def _file_rows(path: Path) -> Iterator[tuple[str, Any]]:
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        return _jsonl_rows(path)
-    from amr_dspy import tasks
-
-    if suffix == ".json":
-        return tasks._json_list_rows(path)  # a broken list cannot be read past its first error
-    if suffix == ".parquet":
-        return tasks._parquet_rows(path)
-    raise ConfigError(
-        f"{path}: unsupported instruction file type {suffix or '(none)'!r}; use .jsonl, .json or .parquet"
-    )
-
-
-def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any]]:
-    """Each non-blank line; an undecodable one is yielded as a ``_BadRow`` so the rest can still be read."""
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield where, _BadRow(DataError(f"{where}: not valid UTF-8 (byte {exc.start + 1} of the line)"))
-                continue
-            if not line.strip():
-                continue
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as exc:
-                reason = exc.msg.removesuffix(" at")  # "Invalid control character at"
-                yield where, _BadRow(DataError(f"{where}: invalid JSON ({reason}, column {exc.colno})"))
-
-
 def _hf_rows(name: str, split: str) -> Iterator[tuple[str, Any]]:
     import datasets
 
@@ -224,8 +184,8 @@ def _hf_rows(name: str, split: str) -> Iterator[tuple[str, Any]]:
 
 
 def _item(where: str, index: int, row: Any, fields: _Fields, stem: str) -> InputItem:
-    if isinstance(row, _BadRow):
-        raise row.error
+    if isinstance(row, DataError):
+        raise row
     if not isinstance(row, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
     instruction = row.get(fields.instruction)

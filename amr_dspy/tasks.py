@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from amr_dspy.errors import ConfigError, DataError
+from amr_dspy.rows import file_rows
 from amr_dspy.testcases import CallTest, TestCase
 
 __all__ = ["Dataset", "Task", "FieldMap", "load_tasks", "mbpp_split", "evalplus_problems", "BENCHMARK_SPECS"]
@@ -211,89 +211,14 @@ def _local_copy(filename: str) -> str | None:
 
 
 def _file_tasks(path: Path, fmap: FieldMap) -> Iterator[Task]:
-    suffix = "".join(path.suffixes[-1:]).lower()
-    if suffix == ".jsonl":
-        rows = _jsonl_rows(path)
-    elif suffix == ".json":
-        rows = _json_list_rows(path)
-    elif suffix == ".parquet":
-        rows = _parquet_rows(path)
-    else:
-        raise ConfigError(
-            f"{path}: unsupported instruction file type {suffix or '(none)'!r}; use .jsonl, .json or .parquet"
-        )
-    return _rows_to_tasks(rows, fmap, source=str(path), stem=path.stem)
+    return _rows_to_tasks(_strict(file_rows(path)), fmap, source=str(path), stem=path.stem)
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any]]:
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{where}: not valid UTF-8 (byte {exc.start})") from exc
-            if not line.strip():
-                continue
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
-
-
-def _json_list_rows(path: Path) -> Iterator[tuple[str, Any]]:
-    """Each element of a top-level JSON list, located by the line it starts on."""
-    text = _read_utf8(path)
-    decoder = json.JSONDecoder()
-
-    def where(pos: int) -> str:
-        return f"{path}:{text.count(chr(10), 0, pos) + 1}"
-
-    def skip_ws(pos: int) -> int:
-        while pos < len(text) and text[pos] in " \t\r\n":
-            pos += 1
-        return pos
-
-    pos = skip_ws(0)
-    if not text.startswith("[", pos):
-        raise DataError(f"{where(pos)}: expected a JSON list of objects")
-    pos = skip_ws(pos + 1)
-    if text.startswith("]", pos):
-        return
-    while True:
-        try:
-            row, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where(exc.pos)}: invalid JSON ({exc.msg})") from exc
-        yield where(pos), row
-        pos = skip_ws(end)
-        if text.startswith("]", pos):
-            if skip_ws(pos + 1) != len(text):
-                raise DataError(f"{where(pos + 1)}: invalid JSON (extra data after the list)")
-            return
-        if not text.startswith(",", pos):
-            raise DataError(f"{where(pos)}: invalid JSON (expected ',' or ']')")
-        pos = skip_ws(pos + 1)
-
-
-def _read_utf8(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"{path}:{line}: not valid UTF-8 (byte {exc.start})") from exc
-
-
-def _parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises a zoo of types for unreadable files
-        raise DataError(f"{path}: cannot read parquet ({type(exc).__name__}: {exc})") from exc
-    for i, row in enumerate(table.to_pylist()):
-        yield f"{path}: row {i + 1}", row
+def _strict(rows: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    for where, row in rows:
+        if isinstance(row, DataError):
+            raise row
+        yield where, row
 
 
 def _hf_tasks(ref: str, fmap: FieldMap) -> Iterator[Task]:

@@ -11,7 +11,6 @@ previous state or the new one, never a mix.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import threading
