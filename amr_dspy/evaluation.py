@@ -88,6 +88,7 @@ class TaskResult(SolutionCheck):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     wall_s: float = 0.0  # the program's time for this task
+    kept: Literal["direct", "evolved"] | None = None  # AMR variants: which answer the quality guard kept
 
 
 class CrossCheck(BaseModel):
@@ -303,9 +304,12 @@ class _Recorder:
             )
         else:
             check = check_solutions(self.sandbox, [(task, code)])[0]
-        result = TaskResult(task_id=task.task_id, **check.model_dump(), **stats.model_dump(exclude={"error"}))
+        details = _program_details(prediction)
+        kept = details["kept"] if details["kept"] in ("direct", "evolved") else None
+        result = TaskResult(task_id=task.task_id, **check.model_dump(), **stats.model_dump(exclude={"error"}),
+                            kept=kept)  # fmt: skip
         response = prediction.get("response") if hasattr(prediction, "get") else None
-        record = {"code": code, "response": response, **_program_details(prediction)}
+        record = {"code": code, "response": response, **details}
         with self._lock:
             self.results[task.task_id] = result
             self.solutions[task.task_id] = record
@@ -723,6 +727,10 @@ def summary_table(results: EvalResults) -> Table:
         *usage,
         f"{results.wall_s:.1f}s",
     )
+    kept = [t.kept for t in results.tasks if t.kept is not None]
+    if kept:
+        table.caption = (f"evolved answer kept on {kept.count('evolved')} of {results.n_tasks} tasks, direct on "
+                         f"{kept.count('direct')}; {results.n_tasks - len(kept)} ended before evolving")  # fmt: skip
     if results.crosscheck is not None:
         cc = results.crosscheck
         table.caption = (

@@ -184,6 +184,24 @@ def test_evaluate_program_records_each_task(fixture_tasks: list[Task], sandbox: 
     assert records["FixtureEval/1"]["response"] == "I am not sure how to do that."
 
 
+class _Kept(dspy.Module):
+    """Stands in for an AMR program: says which answer its guard kept (none for the third task)."""
+
+    def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
+        kept = {"digit_sum": "evolved", "mean_gap": "direct"}.get(entry_point or "")
+        return dspy.Prediction(response="no code", code=None, kept=kept, notes=[f"kept {kept}"])
+
+
+def test_which_answer_amr_kept_is_recorded_and_summarised(fixture_tasks: list[Task], sandbox: Sandbox) -> None:
+    results, records = evaluate_program(_Kept(), fixture_tasks, sandbox, benchmark="humaneval+", threads=1)
+    assert [t.kept for t in results.tasks] == ["evolved", "direct", None]
+    assert records["FixtureEval/0"]["notes"] == ["kept evolved"]
+    console = Console(record=True, width=200)
+    console.print(summary_table(results))
+    text = " ".join(console.export_text().split())  # the caption wraps at the table's width
+    assert "evolved answer kept on 1 of 3 tasks, direct on 1; 1 ended before evolving" in text
+
+
 def test_tables_render(fixture_tasks: list[Task], sandbox: Sandbox) -> None:
     results = evaluate_samples(
         fixture_tasks, {t.task_id: t.canonical_solution or "" for t in fixture_tasks}, sandbox, benchmark="humaneval+"
