@@ -9,10 +9,12 @@ which answer was kept).
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import dspy
+from dspy.utils.exceptions import AdapterParseError
 from pydantic import BaseModel
 
 from amr_dspy.errors import ConfigError
@@ -75,6 +77,25 @@ def _result(response: str, entry_point: str | None, direct: str, notes: list[str
     )
 
 
+_FIELD_MARKER = re.compile(r"^\[\[ ## \w+ ## \]\]\s*$", re.MULTILINE)
+
+
+def _answer(predict: dspy.Module, notes: list[str], field: str = "response", **inputs: Any) -> dspy.Prediction:
+    """The predictor's answer; one with code that misses the adapter's field markers is kept whole as the response.
+
+    A small teacher often writes its reasoning and a correct code block but forgets ``[[ ## response ## ]]``:
+    dropping such an answer would score the prompt format, not the code. Without code it stays an error.
+    """
+    try:
+        return predict(**inputs)
+    except AdapterParseError as exc:
+        text = _FIELD_MARKER.sub("", exc.lm_response or "").strip()
+        if extract_code(text, None) is None:
+            raise
+        notes.append("answer missed the field markers; kept it whole")
+        return dspy.Prediction(**{field: text, "reasoning": ""})
+
+
 class _Shared:
     """A resource (library, sandbox) that copies of a program share: optimizers deep-copy programs."""
 
@@ -100,8 +121,9 @@ class DirectProgram(dspy.Module):
         self.respond = dspy.Predict(DirectResponse)
 
     def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
-        response = self.respond(instruction=instruction).response
-        return _result(response, entry_point, response, [])
+        notes: list[str] = []
+        response = _answer(self.respond, notes, instruction=instruction).response
+        return _result(response, entry_point, response, notes)
 
 
 class CoTProgram(dspy.Module):
@@ -112,8 +134,9 @@ class CoTProgram(dspy.Module):
         self.respond = dspy.ChainOfThought(DirectResponse)
 
     def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
-        answer = self.respond(instruction=instruction)
-        return _result(answer.response, entry_point, answer.response, [], reasoning=answer.reasoning)
+        notes: list[str] = []
+        answer = _answer(self.respond, notes, instruction=instruction)
+        return _result(answer.response, entry_point, answer.response, notes, reasoning=answer.reasoning)
 
 
 def parse_unit_tests(tests: Sequence[str]) -> list[AssertTest]:
@@ -153,8 +176,8 @@ class AnsRepairProgram(dspy.Module):
         self._executor = _Shared(executor)
 
     def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
-        direct = self.respond(instruction=instruction).response
         notes: list[str] = []
+        direct = _answer(self.respond, notes, instruction=instruction).response
         code = extract_code(direct, entry_point)
         if code is None:
             notes.append("repair skipped: the direct response has no code")
@@ -173,7 +196,8 @@ class AnsRepairProgram(dspy.Module):
             return _result(direct, entry_point, direct, notes)
         failing = next(t.code for t in tests if t.name == failure.name)
         try:
-            repaired = self.repair(instruction=instruction, response=direct, failure=f"{failing}\n{failure.message}")
+            repaired = _answer(self.repair, notes, "repaired_response", instruction=instruction, response=direct,
+                               failure=f"{failing}\n{failure.message}")  # fmt: skip
         except Exception as exc:
             notes.append(f"repair failed ({type(exc).__name__}); kept direct")
             return _result(direct, entry_point, direct, notes)
@@ -226,7 +250,7 @@ class AMRProgram(dspy.Module):
 
     def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
         cfg, notes = self.config, []
-        direct = self.respond(instruction=instruction).response
+        direct = _answer(self.respond, notes, instruction=instruction).response
 
         specs: list[ModuleSpec] = []
         if cfg.decompose:
@@ -246,8 +270,8 @@ class AMRProgram(dspy.Module):
             if implementations:
                 modules_text = _render_code(implementations)
 
-        evolved = self._try(notes, "evolution", lambda: self.evolve(
-            instruction=instruction, direct_response=direct, modules=modules_text,
+        evolved = self._try(notes, "evolution", lambda: _answer(
+            self.evolve, notes, instruction=instruction, direct_response=direct, modules=modules_text,
             retrieved_modules=_render_retrieved(retrieved)).response)  # fmt: skip
         if not evolved:
             notes.append("kept direct: evolution produced nothing")

@@ -64,8 +64,11 @@ class PythonExecutor:
 LIBRARY = FakeLibrary([FakeHit(FakeRecord("m1", "plus", "def plus(x, y):\n    return x + y\n"), 0.9)])
 
 
+ADAPTER = dspy.ChatAdapter(use_json_adapter_fallback=False)  # as for the local teacher (TeacherSpec.make_adapter)
+
+
 def run(variant: str, answers: list[dict[str, Any]], **kwargs: Any) -> dspy.Prediction:
-    with dspy.context(lm=DummyLM(answers)):
+    with dspy.context(lm=DummyLM(answers), adapter=ADAPTER):
         return build_program(variant, **kwargs)(instruction="Write add(a, b) returning the sum.", entry_point="add")
 
 
@@ -119,12 +122,45 @@ def test_unparsable_decomposition_falls_back_to_the_direct_answer() -> None:
     assert prediction.notes[-1] == "kept direct: no modules from decomposition"
 
 
+class FailingLM(DummyLM):
+    """A DummyLM whose n-th call fails as a teacher that went away would."""
+
+    def __init__(self, answers: list[dict[str, Any]], fail_at: int) -> None:
+        super().__init__(answers)
+        self.fail_at, self.calls = fail_at, 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise ConnectionError("teacher went away")
+        return super().__call__(*args, **kwargs)
+
+
 def test_failed_evolution_falls_back_and_records_why() -> None:
-    answers = [{"response": DIRECT}, {"modules": SPECS}, {"implementations": []}, {"nothing": "x"}]
-    prediction = run("amr", answers, library=LIBRARY, executor=PythonExecutor())
+    answers = [{"response": DIRECT}, {"modules": SPECS}, {"implementations": []}]
+    with dspy.context(lm=FailingLM(answers, fail_at=4), adapter=ADAPTER):
+        prediction = build_program("amr", library=LIBRARY, executor=PythonExecutor())(
+            instruction="Write add(a, b) returning the sum.", entry_point="add")  # fmt: skip
     assert prediction.response == DIRECT
-    assert any(n.startswith("evolution failed") for n in prediction.notes)
+    assert any(n.startswith("evolution failed: ConnectionError") for n in prediction.notes)
     assert [r.id for r in prediction.retrieved] == ["m1"]
+
+
+def test_an_evolved_answer_without_field_markers_is_kept_whole() -> None:
+    answers = [{"response": DIRECT}, {"modules": SPECS}, {"implementations": []}, {"answer": EVOLVED},
+               {"tests": TESTS}]  # fmt: skip
+    prediction = run("amr", answers, library=LIBRARY, executor=PythonExecutor())
+    assert prediction.response == EVOLVED and prediction.kept == "evolved"
+    assert "answer missed the field markers; kept it whole" in prediction.notes
+
+
+@pytest.mark.parametrize("variant", ["direct", "cot", "ans-repair", "amr"])
+def test_a_first_answer_without_field_markers_keeps_its_code(variant: str) -> None:
+    # the 0.5B teacher often writes reasoning and a good code block but no [[ ## response ## ]] marker
+    prediction = run(variant, [{"explanation": "Sum them.\n" + EVOLVED}], library=LIBRARY,
+                     executor=PythonExecutor())  # fmt: skip
+    assert "a + b" in prediction.code and "[[ ##" not in prediction.direct_response
+    assert "answer missed the field markers; kept it whole" in prediction.notes
 
 
 def test_empty_retrieval_and_missing_library_are_recorded_not_fatal() -> None:
