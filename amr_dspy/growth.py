@@ -17,7 +17,7 @@ from amr_dspy.errors import ConfigError
 from amr_dspy.library import Library, ModuleRecord, Provenance, Verification, module_text, record_from_module
 from amr_dspy.library.modules import describe as docstring_description
 from amr_dspy.library.modules import describe_from_signature, split_modules
-from amr_dspy.programs import Executor, parse_unit_tests
+from amr_dspy.programs import Executor, write_unit_tests
 from amr_dspy.testcases import ExecutionRequest, TestCase
 from signatures import UnitTests
 
@@ -94,7 +94,7 @@ def grow_library(
     else:
         predictor = write_tests or dspy.Predict(UnitTests)
         try:
-            tests = list(parse_unit_tests(predictor(instruction=instruction, code=prediction.code).tests))
+            tests = write_unit_tests(predictor, instruction=instruction, code=prediction.code)
         except Exception as exc:  # the teacher's unparsable tests verify nothing
             report.reason = f"unit tests unparsable ({type(exc).__name__})"
             return report, []

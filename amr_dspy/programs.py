@@ -42,6 +42,7 @@ __all__ = [
     "VARIANTS",
     "build_program",
     "parse_unit_tests",
+    "write_unit_tests",
 ]
 
 
@@ -155,6 +156,28 @@ def parse_unit_tests(tests: Sequence[str]) -> list[AssertTest]:
     return kept
 
 
+_LIST_ITEM = re.compile(r"""^(?:[-*]\s+|\d+[.)]\s+)?["']?(assert\b.*?)["']?,?$""")
+
+
+def _assert_lines(text: str) -> list[str]:
+    """The assert statements of an answer that is not the list the adapter asked for (bullets, a code block...)."""
+    found = (_LIST_ITEM.match(line.strip()) for line in text.splitlines())
+    return [m.group(1) for m in found if m]
+
+
+def write_unit_tests(predict: dspy.Module, *, instruction: str, code: str) -> list[AssertTest]:
+    """The teacher's unit tests for ``code``, one ``AssertTest`` per assert statement.
+
+    The 0.5B teacher often writes good asserts in a code block instead of a list of strings; those are kept.
+    Any other failure (the teacher gone) propagates.
+    """
+    try:
+        written = predict(instruction=instruction, code=code).tests or []
+    except AdapterParseError as exc:
+        written = _assert_lines(exc.lm_response or "")
+    return parse_unit_tests([str(t) for t in written])
+
+
 def _run_tests(executor: Executor, code: str | None, tests: list[AssertTest], entry_point: str | None) -> ExecutionResult:
     if code is None:
         return ExecutionResult()
@@ -183,7 +206,7 @@ class AnsRepairProgram(dspy.Module):
             notes.append("repair skipped: the direct response has no code")
             return _result(direct, entry_point, direct, notes)
         try:
-            tests = parse_unit_tests(self.write_tests(instruction=instruction, code=code).tests)
+            tests = write_unit_tests(self.write_tests, instruction=instruction, code=code)
         except Exception as exc:  # a small teacher's unparsable output must not lose the answer
             notes.append(f"repair skipped: unit tests unparsable ({type(exc).__name__})")
             return _result(direct, entry_point, direct, notes)
@@ -314,8 +337,8 @@ class AMRProgram(dspy.Module):
         if direct_code is None:
             notes.append("kept evolved: the direct response has no code")
             return evolved
-        tests = parse_unit_tests(self._try(notes, "unit tests", lambda: self.write_tests(
-            instruction=instruction, code=direct_code).tests) or [])  # fmt: skip
+        tests = self._try(notes, "unit tests", lambda: write_unit_tests(
+            self.write_tests, instruction=instruction, code=direct_code)) or []  # fmt: skip
         if not tests:
             notes.append("kept evolved: no valid unit tests to compare with")
             return evolved

@@ -419,32 +419,18 @@ def _test_writer(program: Any) -> Any:
     return writer if isinstance(writer, dspy.Predict) else dspy.Predict(UnitTests)
 
 
-def _split_asserts(written: list[Any]) -> list[str]:
-    """Each written test; one holding several assert lines (small teachers join them) becomes one test per line."""
-    out: list[str] = []
-    for text in map(str, written):
-        lines = [line.strip() for line in text.strip().strip("`").splitlines() if line.strip()]
-        several = len(lines) > 1 and all(line.startswith("assert ") for line in lines)
-        out += lines if several else [text]
-    return out
-
-
 def _verify(program: Any, code: str | None, item: InputItem, executor: Executor) -> tuple[RecordVerification, list]:
-    from amr_dspy.programs import parse_unit_tests
+    from amr_dspy.programs import write_unit_tests
     from amr_dspy.testcases import ExecutionRequest
 
     if not code:
         return RecordVerification(status="no_code", message="the response has no code"), []
     try:
-        written = _test_writer(program)(instruction=item.instruction, code=code).tests
-    except Exception as exc:  # unparsable tests, or the teacher gone
+        tests = write_unit_tests(_test_writer(program), instruction=item.instruction, code=code)
+    except Exception as exc:  # the teacher gone, or an answer with no assert at all
         return RecordVerification(status="error", message=f"writing unit tests failed: {_one_line(exc)}"), []
-    written = list(written or [])
-    tests = parse_unit_tests(_split_asserts(written))
     if not tests:
-        sample = " | ".join(" ".join(str(t).split()) for t in written)[:200]
-        message = f"none of {len(written)} written test(s) is an assert statement: {sample or '(empty)'}"
-        return RecordVerification(status="no_tests", message=message), []
+        return RecordVerification(status="no_tests", message="the teacher wrote no valid assert statement"), []
     result = executor.run(ExecutionRequest(code=code, entry_point=item.entry_point, tests=tests, fail_fast=False))
     failure = result.first_failure()
     return RecordVerification(

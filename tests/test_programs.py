@@ -235,3 +235,24 @@ def test_unit_tests_split_several_asserts_in_one_string() -> None:
     tests = parse_unit_tests(["assert f(1) == 2\nassert f(2) == 3", "```assert f(0) == 1```", "print(1)"])
     assert [t.code for t in tests] == ["assert f(1) == 2", "assert f(2) == 3", "assert f(0) == 1"]
     assert [t.name for t in tests] == ["unit_1", "unit_2", "unit_3"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "[[ ## tests ## ]]\n```python\nassert add(1, 2) == 3\nassert add(0, 0) == 0\n```\n[[ ## completed ## ]]",
+        '[[ ## tests ## ]]\n- "assert add(1, 2) == 3",\n- "assert add(0, 0) == 0"\n',
+        "[[ ## tests ## ]]\n1. assert add(1, 2) == 3\n2. assert add(0, 0) == 0\nassert add(\n",
+    ],
+)
+def test_asserts_outside_the_requested_list_are_kept(raw: str) -> None:
+    from amr_dspy.programs import write_unit_tests
+    from signatures import UnitTests
+
+    class RawLM(DummyLM):  # answers with raw text, as the 0.5B teacher does, not in DummyLM's field format
+        def __call__(self, *args: Any, **kwargs: Any) -> list[str]:
+            return [raw]
+
+    with dspy.context(lm=RawLM([]), adapter=ADAPTER):
+        tests = write_unit_tests(dspy.Predict(UnitTests), instruction="add", code="def add(a, b): return a + b")
+    assert [t.code for t in tests] == ["assert add(1, 2) == 3", "assert add(0, 0) == 0"]

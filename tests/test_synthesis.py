@@ -231,8 +231,8 @@ def test_asserts_joined_in_one_test_string_are_run_one_by_one(fake: FakeOpenAI, 
     with teacher(fake):
         none = synthesize_record(item("Write `untested(x)` NO_TESTS"), program, None, settings=settings(),
                                  executor=sandbox).record  # fmt: skip
-    assert none.verification.status == "no_tests" and none.verification.message == (
-        "none of 1 written test(s) is an assert statement: print(1)")
+    assert none.verification.status == "no_tests"
+    assert none.verification.message == "the teacher wrote no valid assert statement"
 
 
 def test_timeouts_5xx_and_connection_loss_are_retried(fake: FakeOpenAI, sandbox: Sandbox, tmp_path: Path) -> None:
