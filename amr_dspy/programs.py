@@ -9,7 +9,6 @@ which answer was kept).
 from __future__ import annotations
 
 import ast
-import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -20,6 +19,7 @@ from pydantic import BaseModel
 from amr_dspy.errors import ConfigError
 from amr_dspy.extract import extract_code
 from amr_dspy.library.records import module_text
+from amr_dspy.salvage import assert_lines, lenient_specs, strip_field_markers
 from amr_dspy.testcases import AssertTest, ExecutionRequest, ExecutionResult
 from signatures import (
     DirectResponse,
@@ -78,9 +78,6 @@ def _result(response: str, entry_point: str | None, direct: str, notes: list[str
     )
 
 
-_FIELD_MARKER = re.compile(r"^\[\[ ## \w+ ## \]\]\s*$", re.MULTILINE)
-
-
 def _answer(predict: dspy.Module, notes: list[str], field: str = "response", **inputs: Any) -> dspy.Prediction:
     """The predictor's answer; one with code that misses the adapter's field markers is kept whole as the response.
 
@@ -90,7 +87,7 @@ def _answer(predict: dspy.Module, notes: list[str], field: str = "response", **i
     try:
         return predict(**inputs)
     except AdapterParseError as exc:
-        text = _FIELD_MARKER.sub("", exc.lm_response or "").strip()
+        text = strip_field_markers(exc.lm_response or "")
         if extract_code(text, None) is None:
             raise
         notes.append("answer missed the field markers; kept it whole")
@@ -156,15 +153,6 @@ def parse_unit_tests(tests: Sequence[str]) -> list[AssertTest]:
     return kept
 
 
-_LIST_ITEM = re.compile(r"""^(?:[-*]\s+|\d+[.)]\s+)?["']?(assert\b.*?)["']?,?$""")
-
-
-def _assert_lines(text: str) -> list[str]:
-    """The assert statements of an answer that is not the list the adapter asked for (bullets, a code block...)."""
-    found = (_LIST_ITEM.match(line.strip()) for line in text.splitlines())
-    return [m.group(1) for m in found if m]
-
-
 def write_unit_tests(predict: dspy.Module, *, instruction: str, code: str) -> list[AssertTest]:
     """The teacher's unit tests for ``code``, one ``AssertTest`` per assert statement.
 
@@ -174,7 +162,7 @@ def write_unit_tests(predict: dspy.Module, *, instruction: str, code: str) -> li
     try:
         written = predict(instruction=instruction, code=code).tests or []
     except AdapterParseError as exc:
-        written = _assert_lines(exc.lm_response or "")
+        written = assert_lines(exc.lm_response or "")
     return parse_unit_tests([str(t) for t in written])
 
 
@@ -240,7 +228,7 @@ class AMRConfig(BaseModel):
 
 
 def _spec_text(spec: ModuleSpec) -> str:
-    return module_text(spec.signature, spec.description, name=spec.name)
+    return module_text(spec.signature, spec.description, name=spec.name).strip()
 
 
 def _render_specs(specs: Sequence[ModuleSpec]) -> str:
@@ -277,8 +265,7 @@ class AMRProgram(dspy.Module):
 
         specs: list[ModuleSpec] = []
         if cfg.decompose:
-            specs = self._try(notes, "decomposition", lambda: self.decompose(instruction=instruction,
-                                                                             direct_response=direct).modules) or []
+            specs = self._try(notes, "decomposition", lambda: self._decompose(instruction, direct, notes)) or []
             if not specs:
                 notes.append("kept direct: no modules from decomposition")
                 return _result(direct, entry_point, direct, notes)
@@ -303,6 +290,16 @@ class AMRProgram(dspy.Module):
         final = self._select(instruction, direct, evolved, entry_point, notes) if cfg.guard else evolved
         return _result(final, entry_point, direct, notes, modules=specs, retrieved=retrieved,
                        evolved_response=evolved, kept="evolved" if final is evolved else "direct")  # fmt: skip
+
+    def _decompose(self, instruction: str, direct: str, notes: list[str]) -> list[ModuleSpec]:
+        try:
+            return self.decompose(instruction=instruction, direct_response=direct).modules
+        except AdapterParseError as exc:
+            specs = lenient_specs(exc.lm_response or "")
+            if not specs:
+                raise
+            notes.append(f"decomposition read leniently: {len(specs)} module(s) from a malformed answer")
+            return specs
 
     def _try(self, notes: list[str], step: str, call: Callable[[], Any]) -> Any:
         """Run one teacher step; a teacher's bad output becomes a note, never an exception."""

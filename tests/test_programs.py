@@ -136,6 +136,16 @@ class FailingLM(DummyLM):
         return super().__call__(*args, **kwargs)
 
 
+def test_a_malformed_decomposition_is_read_leniently() -> None:
+    library = FakeLibrary(LIBRARY.hits)
+    answers = [{"response": DIRECT}, {"modules": '[{name: "add", signature: "def add(a: int, b: int): return a+b"}]'},
+               {"response": EVOLVED}, {"tests": TESTS}]  # fmt: skip
+    prediction = run("amr-paper", answers, library=library, executor=PythonExecutor())
+    assert [(m.name, m.signature) for m in prediction.modules] == [("add", "def add(a: int, b: int):")]
+    assert "decomposition read leniently: 1 module(s) from a malformed answer" in prediction.notes
+    assert library.queries == ["add: def add(a: int, b: int):"] and prediction.kept == "evolved"
+
+
 def test_failed_evolution_falls_back_and_records_why() -> None:
     answers = [{"response": DIRECT}, {"modules": SPECS}, {"implementations": []}]
     with dspy.context(lm=FailingLM(answers, fail_at=4), adapter=ADAPTER):
