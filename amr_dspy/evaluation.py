@@ -84,10 +84,10 @@ class SolutionCheck(BaseModel):
 class TaskResult(SolutionCheck):
     task_id: str
     lm_calls: int = 0  # every LM call, cache hits included
-    uncached_lm_calls: int = 0  # calls that reported usage (cache hits report none)
-    prompt_tokens: int = 0
+    uncached_lm_calls: int = 0  # calls this run paid for (the others were DSPy cache hits)
+    prompt_tokens: int = 0  # tokens of every call, cache hits included (their stored usage)
     completion_tokens: int = 0
-    wall_s: float = 0.0  # the program's time for this task
+    wall_s: float = 0.0  # the program's time for this task (cache hits make it short)
     kept: Literal["direct", "evolved"] | None = None  # AMR variants: which answer the quality guard kept
 
 
@@ -238,18 +238,46 @@ class _RunStats(BaseModel):
     error: str | None = None
 
 
+def _entry_tokens(entry: dict[str, Any]) -> tuple[int, int]:
+    """Prompt and completion tokens of one LM history entry; a cache hit keeps them on its stored response."""
+    usage = entry.get("usage") or {}
+    if usage:
+        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    response = entry.get("response")
+    response = response[0] if isinstance(response, list | tuple) and response else response
+    stored = getattr(response, "usage", None)
+    prompt = getattr(stored, "input_tokens", None) or getattr(stored, "prompt_tokens", None)
+    completion = getattr(stored, "output_tokens", None) or getattr(stored, "completion_tokens", None)
+    return int(prompt or 0), int(completion or 0)
+
+
 def _instrumented(program: dspy.Module) -> dspy.Module:
-    """Wrap ``program`` so each call records its LM calls, tokens, time and any exception on the prediction."""
+    """Wrap ``program`` so each call records its LM calls, tokens, time and any exception on the prediction.
+
+    Tokens count every call, cache hits included (DSPy reports no usage for those, but keeps the stored response's),
+    so variants that share cached calls are compared on what they use; ``uncached_lm_calls`` is what a run paid for.
+    """
     import dspy
     from dspy.utils.callback import BaseCallback
-    from dspy.utils.usage_tracker import track_usage
 
-    class CallCounter(BaseCallback):
+    class CallMeter(BaseCallback):
         def __init__(self) -> None:
-            self.calls = 0
+            self.stats = _RunStats()
+            self.lms: dict[str, Any] = {}
 
         def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
-            self.calls += 1
+            self.stats.lm_calls += 1
+            self.lms[call_id] = instance
+
+        def on_lm_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
+            history = getattr(self.lms.pop(call_id, None), "history", None) or []
+            entry = next((e for e in reversed(history[-64:]) if e.get("outputs") is outputs), None)
+            if entry is None:
+                return
+            prompt, completion = _entry_tokens(entry)
+            self.stats.prompt_tokens += prompt
+            self.stats.completion_tokens += completion
+            self.stats.uncached_lm_calls += bool(entry.get("usage"))
 
     class Instrumented(dspy.Module):
         def __init__(self, inner: dspy.Module) -> None:
@@ -257,23 +285,16 @@ def _instrumented(program: dspy.Module) -> dspy.Module:
             self.inner = inner
 
         def forward(self, **inputs: Any) -> dspy.Prediction:
-            counter = CallCounter()
+            meter = CallMeter()
             started = time.perf_counter()
             error = None
-            with dspy.context(callbacks=[*dspy.settings.callbacks, counter]), track_usage() as usage:
+            with dspy.context(callbacks=[*dspy.settings.callbacks, meter]):
                 try:
                     prediction = self.inner(**inputs)
                 except Exception as exc:  # a failing task is a recorded outcome, not the end of the run
                     prediction, error = dspy.Prediction(response="", code=None), f"{type(exc).__name__}: {exc}"
-            totals = [entry for entries in usage.usage_data.values() for entry in entries]
-            prediction._amr_stats = _RunStats(
-                lm_calls=counter.calls,
-                uncached_lm_calls=len(totals),
-                prompt_tokens=sum(int(e.get("prompt_tokens") or 0) for e in totals),
-                completion_tokens=sum(int(e.get("completion_tokens") or 0) for e in totals),
-                wall_s=time.perf_counter() - started,
-                error=error,
-            )
+            prediction._amr_stats = meter.stats.model_copy(
+                update={"wall_s": time.perf_counter() - started, "error": error})  # fmt: skip
             return prediction
 
     return Instrumented(program)

@@ -19,11 +19,12 @@ dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
 
 @pytest.fixture(autouse=True)
 def clean_dspy() -> Iterator[None]:
-    """Each test starts with no configured LM or adapter, as DSPy's own tests do."""
+    """Each test starts with no configured LM or adapter and an empty, disabled cache, as DSPy's own tests do."""
     dspy.configure(lm=None, adapter=None)
     with dspy.context():
         yield
     dspy.configure(lm=None, adapter=None)
+    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
 
 
 @pytest.fixture(scope="session")
