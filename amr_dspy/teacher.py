@@ -100,14 +100,17 @@ class TeacherSpec(BaseModel):
     def make_lm(self, api_base: str | None = None) -> dspy.LM:
         """The ``dspy.LM`` for this teacher; ``api_base`` overrides (the local server's URL)."""
         if self.kind == "local":
-            model, key = f"openai/{self.name}", "sk-local"
+            # DSPy's OpenAI-chat preset for local servers (vLLM's wire shape, which llama.cpp's server speaks):
+            # it sends max_tokens, and cache hits keep their stored usage, unlike an extra_body request.
+            model, key = f"hosted_vllm/{self.name}", "sk-local"
         else:
             model, key = self.model, self.api_key.get_secret_value() if self.api_key else None
             if key is None and (api_base or self.api_base):
                 key = "EMPTY"  # OpenAI-compatible servers (vLLM, llama.cpp, ...) often take no key, LiteLLM wants one
         base = api_base or self.api_base
-        # LiteLLM sends OpenAI's newer ``max_completion_tokens``, which llama.cpp's server ignores: one degenerate
-        # answer then ran to the context limit (7,652 tokens, 6 minutes). OpenAI-compatible servers read max_tokens.
+        # For openai/ DSPy sends OpenAI's newer ``max_completion_tokens``, which llama.cpp's server ignores: one
+        # degenerate answer then ran to the context limit (7,652 tokens, 6 minutes). Compatible servers read
+        # max_tokens; prefer hosted_vllm/<model> for them (this extra_body loses the usage of cache hits).
         extra = {"extra_body": {"max_tokens": self.max_tokens}} if base and model.startswith("openai/") else {}
         return dspy.LM(
             model,

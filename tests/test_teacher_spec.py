@@ -58,7 +58,7 @@ def test_malformed_specs_get_one_line_listing_accepted_forms(text: str) -> None:
 
 def test_local_lm_talks_openai_protocol_to_the_given_endpoint() -> None:
     lm = TeacherSpec.parse("local", max_tokens=64, cache=False).make_lm(api_base="http://127.0.0.1:5/v1")
-    assert lm.model == "openai/qwen2.5-coder-0.5b-instruct-q4_k_m"
+    assert lm.model == "hosted_vllm/qwen2.5-coder-0.5b-instruct-q4_k_m"
     assert lm.kwargs["max_tokens"] == 64 and lm.cache is False
 
 

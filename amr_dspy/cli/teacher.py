@@ -36,7 +36,7 @@ def serve(
         server = LocalServer(ServerConfig(model_path=path, alias=model.alias, port=port, n_ctx=n_ctx)).start()
     try:
         console.print(f"[green]serving[/] {model.alias} at [bold]{server.api_base}[/] (Ctrl-C to stop)")
-        console.print(f'use it as: dspy.LM("openai/{model.alias}", api_base="{server.api_base}", api_key="sk-local")')
+        console.print(f'use it as: dspy.LM("hosted_vllm/{model.alias}", api_base="{server.api_base}", api_key="sk-local")')
         while server.pid is not None:
             time.sleep(1)
     except KeyboardInterrupt:
