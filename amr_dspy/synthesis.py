@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
+import re
 import os
 import shutil
 import threading
@@ -419,12 +420,24 @@ def _test_writer(program: Any) -> Any:
     return writer if isinstance(writer, dspy.Predict) else dspy.Predict(UnitTests)
 
 
-def _verify(program: Any, code: str | None, item: InputItem, executor: Executor) -> tuple[RecordVerification, list]:
+_FENCE_LANGUAGE = re.compile(r"^```[ \t]*([A-Za-z][\w+#-]*)", re.MULTILINE)
+
+
+def _no_code_message(response: str | None) -> str:
+    """Why there is nothing to run: often the answer is code, but not Python (SQL, JavaScript, HTML...)."""
+    languages = sorted({m.lower() for m in _FENCE_LANGUAGE.findall(response or "")} - {"python", "py"})
+    if languages:
+        return f"the response's code is {', '.join(languages)}, not Python; only Python is verified"
+    return "the response has no code"
+
+
+def _verify(program: Any, code: str | None, item: InputItem, executor: Executor,
+            response: str | None = None) -> tuple[RecordVerification, list]:  # fmt: skip
     from amr_dspy.programs import write_unit_tests
     from amr_dspy.testcases import ExecutionRequest
 
     if not code:
-        return RecordVerification(status="no_code", message="the response has no code"), []
+        return RecordVerification(status="no_code", message=_no_code_message(response)), []
     try:
         tests = write_unit_tests(_test_writer(program), instruction=item.instruction, code=code)
     except Exception as exc:  # the teacher gone, or an answer with no assert at all
@@ -476,7 +489,7 @@ def _check(
     if not settings.verify:
         return RecordVerification(status="skipped", message="verification off"), Growth(reason="not verified"), []
     try:
-        verification, tests = _verify(program, prediction.get("code"), item, executor)
+        verification, tests = _verify(program, prediction.get("code"), item, executor, prediction.get("response"))
     except Exception as exc:  # the sandbox itself failed; the record still stands, unverified
         verification, tests = RecordVerification(status="error", message=_one_line(exc)), []
     if verification.status != "passed":

@@ -421,3 +421,11 @@ def test_a_compiled_artifact_is_loaded_and_hashed(tmp_path: Path) -> None:
     assert digest == hashlib.sha256(artifact.read_bytes()).hexdigest()
     with pytest.raises(ArtifactError, match="compiled for variant 'direct'|variant"):
         load_program("amr", artifact)
+
+
+def test_an_answer_in_another_language_says_so() -> None:
+    from amr_dspy.synthesis import _no_code_message
+
+    assert _no_code_message("```sql\nSELECT 1\n```") == "the response's code is sql, not Python; only Python is verified"
+    assert _no_code_message("Sure.\n```python\nx = (\n```") == "the response has no code"
+    assert _no_code_message(None) == "the response has no code"
