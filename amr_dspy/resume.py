@@ -65,8 +65,8 @@ class EvalCheckpoint:
             try:
                 row = Finished.model_validate_json(raw)
             except ValidationError as exc:
-                if lineno == len(lines) or (lineno == len(lines) - 1 and not lines[-1]):
-                    continue  # the line a kill cut short: that task simply runs again
+                if lineno == len(lines):
+                    continue  # no newline after it: the line a kill cut short, so that task simply runs again
                 raise DataError(f"{self.path}:{lineno}: not a checkpoint line ({exc.errors()[0]['msg']})") from None
             if row.key != self.key:
                 raise ConfigError(
