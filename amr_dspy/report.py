@@ -67,7 +67,7 @@ class VariantReport(BaseModel):
     tokens_per_task: float  # prompt + completion tokens of the calls that reported usage
     lm_calls_per_task: float  # every LM call, cache hits included
     uncached_lm_calls_per_task: float
-    s_per_task: float  # the program's time plus the test runs
+    s_per_task: float  # the run's wall time (program and test runs) over its tasks
     failures: dict[str, int]  # FAILURE_CATEGORIES; memory and program errors count as errors
     raw_failures: dict[str, int] = Field(default_factory=dict)  # as the eval recorded them
     outcomes: list[TaskOutcome]

@@ -19,6 +19,7 @@ from pydantic import BaseModel, SecretStr
 
 from amr_dspy.errors import TeacherSpecError
 from amr_dspy.model_files import EMBEDDED_MODELS, assemble_model
+from amr_dspy.prefix_gate import PrefixGate
 from amr_dspy.server import LocalServer, ServerConfig
 
 __all__ = ["TeacherSpec", "open_teacher", "ACCEPTED_FORMS", "DEFAULT_TEACHER"]
@@ -112,6 +113,8 @@ class TeacherSpec(BaseModel):
         # degenerate answer then ran to the context limit (7,652 tokens, 6 minutes). Compatible servers read
         # max_tokens; prefer hosted_vllm/<model> for them (this extra_body loses the usage of cache hits).
         extra = {"extra_body": {"max_tokens": self.max_tokens}} if base and model.startswith("openai/") else {}
+        # The local server answers one request at a time; the gate orders them so prompt prefixes get reused.
+        callbacks = [PrefixGate()] if self.kind == "local" else None
         return dspy.LM(
             model,
             api_base=base,
@@ -121,6 +124,7 @@ class TeacherSpec(BaseModel):
             cache=self.cache,
             num_retries=self.num_retries,
             timeout=self.timeout_s,
+            callbacks=callbacks,
             **extra,
         )
 

@@ -83,7 +83,7 @@ def eval_results(variant: str) -> EvalResults:
         )
         for task_id, (base, plus, failure) in zip(TASK_IDS, OUTCOMES[variant], strict=True)
     ]
-    return EvalResults.collect("mbpp+:test", tasks, wall * len(tasks), variant=variant, teacher=TEACHER)
+    return EvalResults.collect("mbpp+:test", tasks, (wall + EXEC_S) * len(tasks), variant=variant, teacher=TEACHER)
 
 
 def write_eval_dir(root: Path, variant: str, results: EvalResults | None = None) -> Path:
