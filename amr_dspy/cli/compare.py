@@ -82,8 +82,8 @@ def compare_command(
                            "resuming them.")
     ] = False,
     threads: Annotated[
-        int, typer.Option(min=1, help="Tasks run through a program in parallel (dspy.Evaluate threads).")
-    ] = 4,
+        int, typer.Option(min=1, help="Tasks run through a program in parallel (dspy.Evaluate threads); the local teacher takes their calls one at a time, grouped by prompt prefix, so more tasks in flight mean more reuse.")
+    ] = 8,
     workers: Annotated[int, typer.Option(min=1, help="Sandbox worker processes executing solutions.")] = 2,
     resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for the intervals.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap (the report is deterministic).")] = 0,

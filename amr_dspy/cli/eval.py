@@ -57,8 +57,8 @@ def eval_command(
     guard: GuardOpt = True,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N tasks of the benchmark.")] = None,
     threads: Annotated[
-        int, typer.Option(min=1, help="Tasks run through the program in parallel (dspy.Evaluate threads).")
-    ] = 4,
+        int, typer.Option(min=1, help="Tasks run through the program in parallel (dspy.Evaluate threads); the local teacher takes their calls one at a time, grouped by prompt prefix, so more tasks in flight mean more reuse.")
+    ] = 8,
     workers: Annotated[int, typer.Option(min=1, help="Sandbox worker processes executing solutions.")] = 2,
     out: Annotated[
         Path | None,

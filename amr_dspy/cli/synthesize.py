@@ -100,10 +100,10 @@ def synthesize_command(
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Synthesize at most N instructions.")] = None,
     concurrency: Annotated[
-        int | None,
-        typer.Option(min=1, help="Records in flight to the teacher (default: 2 for the local teacher, which "
-                     "serializes requests, 8 for a remote one)."),  # fmt: skip
-    ] = None,
+        int,
+        typer.Option(min=1, help="Records in flight to the teacher; the local teacher takes their calls one at a "
+                     "time, grouped by prompt prefix."),  # fmt: skip
+    ] = 8,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out, skipping ids already done.")
     ] = False,
@@ -200,7 +200,7 @@ def synthesize_command(
     spec = TeacherSpec.parse(teacher, api_base=api_base, api_key=api_key, max_tokens=max_tokens,
                              temperature=temperature, cache=not no_cache, num_retries=lm_retries,
                              timeout_s=request_timeout)  # fmt: skip
-    job.concurrency = concurrency or (2 if spec.kind == "local" else 8)
+    job.concurrency = concurrency
     prepared = prepare(job)  # bad input, a taken --out or a benchmark input stop here, before the teacher starts
     batch = prepared.batch
     if batch.invalid:
