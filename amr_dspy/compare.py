@@ -197,14 +197,26 @@ def check_same_tasks(runs: Sequence[EvalRun]) -> None:
 
 
 def _unique_labels(runs: Sequence[EvalRun]) -> list[str]:
+    """Each run's label; runs that share one (say amr with and without the guard) are named after their folders."""
     labels = [r.label for r in runs]
-    if len(set(labels)) == len(labels):
-        return labels
-    labels = [r.directory.name for r in runs]
-    if len(set(labels)) == len(labels):
-        return labels
-    duplicate = next(label for label in labels if labels.count(label) > 1)
-    raise ConfigError(f"two eval folders are both called {duplicate!r}; rename one so the report can tell them apart")
+    for rename in (_folder_label, lambda run: run.directory.name):
+        clashing = {label for label in labels if labels.count(label) > 1}
+        labels = [rename(run) if label in clashing else label for run, label in zip(runs, labels, strict=True)]
+    duplicate = next((label for label in labels if labels.count(label) > 1), None)
+    if duplicate is not None:
+        raise ConfigError(
+            f"two eval folders are both called {duplicate!r}; rename one so the report can tell them apart"
+        )
+    return labels
+
+
+def _folder_label(run: EvalRun) -> str:
+    """The folder name less a benchmark suffix: ``amr-noguard-mbpp+dev`` -> ``amr-noguard``."""
+    name, benchmark = run.directory.name, run.results.benchmark
+    for suffix in {benchmark.replace(":", ""), benchmark.replace(":", "-")}:
+        if name.endswith(f"-{suffix}") and len(name) > len(suffix) + 1:
+            return name[: -len(suffix) - 1]
+    return name
 
 
 # --------------------------------------------------------------------------------------------

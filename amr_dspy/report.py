@@ -64,7 +64,7 @@ class VariantReport(BaseModel):
     pass_plus: Interval
     vs_baseline_base: PairedTest | None = None  # None for the baseline itself
     vs_baseline_plus: PairedTest | None = None
-    tokens_per_task: float  # prompt + completion tokens of the calls that reported usage
+    tokens_per_task: float  # prompt + completion tokens of every call, cache hits included
     lm_calls_per_task: float  # every LM call, cache hits included
     uncached_lm_calls_per_task: float
     s_per_task: float  # the run's wall time (program and test runs) over its tasks
@@ -217,8 +217,9 @@ def _summary_note(report: ComparisonReport) -> Text:
     return Text(
         f"pass@1 in % with {pct} percentile-bootstrap intervals ({report.resamples:,} resamples, seed "
         f"{report.seed}); Δ: base+plus difference in points, paired bootstrap over tasks; p: exact McNemar "
-        "on base+plus. Tokens count uncached calls only (cache hits report no usage). Failures: no code, wrong "
-        "answer, error (memory and program errors included), timeout.",
+        "on base+plus. Tokens: prompt and completion of every call, cache hits included; s: the run's wall time "
+        "per task, short where DSPy's cache answered. Failures: no code, wrong answer, error (memory and program "
+        "errors included), timeout.",
         style="dim",
     )
 

@@ -78,6 +78,21 @@ def test_from_evals_refuses_different_task_sets(cli: CliRunner, tmp_path: Path) 
     assert not (tmp_path / "cmp").exists()
 
 
+def test_runs_of_one_variant_are_named_after_their_folders(cli: CliRunner, tmp_path: Path) -> None:
+    direct, amr = write_eval_dir(tmp_path, "direct"), write_eval_dir(tmp_path / "a", "amr")
+    noguard = write_eval_dir(tmp_path / "b", "amr").rename(tmp_path / "amr-noguard-mbpp+test")
+    out = tmp_path / "cmp"
+    result = _invoke(cli, "compare", "--from-evals", f"{direct},{amr},{noguard}", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    labels = [v["label"] for v in json.loads((out / "report.json").read_text())["variants"]]
+    assert labels == ["direct", "amr", "amr-noguard"]  # the benchmark suffix goes; "direct" is unique and stays
+
+    twin = write_eval_dir(tmp_path / "c", "amr")  # same variant, same folder name as `amr`
+    result = _invoke(cli, "compare", "--from-evals", f"{direct},{amr},{twin}", "--out", str(tmp_path / "x"))
+    assert isinstance(result.exception, ConfigError)
+    assert "both called 'amr-mbpp+test'" in str(result.exception)
+
+
 # --------------------------------------------------------------------------------------------
 # reports from finished runs
 
