@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from amr_dspy.errors import ConfigError, DataError
 
-__all__ = ["EvalCheckpoint", "Finished", "run_key"]
+__all__ = ["EvalCheckpoint", "Finished", "lm_fingerprint", "run_key"]
 
 PROGRESS_FILE = "progress.jsonl"
 
@@ -38,6 +38,15 @@ class Finished(BaseModel):
 def run_key(**parts: Any) -> str:
     """A short fingerprint of everything that makes two runs comparable (variant, tasks, teacher, settings)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+_CONNECTION_KWARGS = frozenset({"api_base", "base_url", "api_key", "timeout", "num_retries"})
+
+
+def lm_fingerprint(lm: Any) -> list[Any]:
+    """The LM's model and generation settings, not how it is reached: the local server gets a new port per session."""
+    kwargs = getattr(lm, "kwargs", None) or {}
+    return [getattr(lm, "model", None), {k: v for k, v in kwargs.items() if k not in _CONNECTION_KWARGS}]
 
 
 class EvalCheckpoint:

@@ -10,9 +10,10 @@ import pytest
 
 from amr_dspy.errors import ConfigError, DataError
 from amr_dspy.evaluation import TaskResult, evaluate_program
-from amr_dspy.resume import PROGRESS_FILE, EvalCheckpoint, run_key
+from amr_dspy.resume import PROGRESS_FILE, EvalCheckpoint, lm_fingerprint, run_key
 from amr_dspy.sandbox import Sandbox
 from amr_dspy.tasks import Task, load_tasks
+from amr_dspy.teacher import TeacherSpec
 from tests.evalplus_helpers import use_humaneval_fixture
 
 
@@ -52,6 +53,14 @@ def test_a_checkpoint_of_another_run_is_refused_unless_fresh(tmp_path: Path) -> 
         EvalCheckpoint(tmp_path, run_key(variant="cot"))
     assert EvalCheckpoint(tmp_path, run_key(variant="cot"), fresh=True).done == {}
     assert not (tmp_path / PROGRESS_FILE).exists()
+
+
+def test_the_fingerprint_ignores_the_local_servers_port() -> None:
+    spec = TeacherSpec.parse("local")
+    one, other = spec.make_lm(api_base="http://127.0.0.1:41001/v1"), spec.make_lm(api_base="http://127.0.0.1:41002/v1")
+    assert lm_fingerprint(one) == lm_fingerprint(other)  # a new session's server must resume the same checkpoint
+    hotter = TeacherSpec.parse("local", temperature=0.7).make_lm(api_base="http://127.0.0.1:41001/v1")
+    assert run_key(lm=lm_fingerprint(hotter)) != run_key(lm=lm_fingerprint(one))
 
 
 class _Counting(dspy.Module):

@@ -82,7 +82,9 @@ def compare_command(
                            "resuming them.")
     ] = False,
     threads: Annotated[
-        int, typer.Option(min=1, help="Tasks run through a program in parallel (dspy.Evaluate threads); the local teacher takes their calls one at a time, grouped by prompt prefix, so more tasks in flight mean more reuse.")
+        int,
+        typer.Option(min=1, help="Tasks run through a program in parallel (dspy.Evaluate "
+                     "threads); the local teacher takes their calls one at a time, by prompt prefix."),  # fmt: skip
     ] = 8,
     workers: Annotated[int, typer.Option(min=1, help="Sandbox worker processes executing solutions.")] = 2,
     resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for the intervals.")] = 10_000,

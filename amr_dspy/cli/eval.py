@@ -57,7 +57,9 @@ def eval_command(
     guard: GuardOpt = True,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N tasks of the benchmark.")] = None,
     threads: Annotated[
-        int, typer.Option(min=1, help="Tasks run through the program in parallel (dspy.Evaluate threads); the local teacher takes their calls one at a time, grouped by prompt prefix, so more tasks in flight mean more reuse.")
+        int,
+        typer.Option(min=1, help="Tasks run through the program in parallel (dspy.Evaluate "
+                     "threads); the local teacher takes their calls one at a time, by prompt prefix."),  # fmt: skip
     ] = 8,
     workers: Annotated[int, typer.Option(min=1, help="Sandbox worker processes executing solutions.")] = 2,
     out: Annotated[
@@ -224,13 +226,13 @@ def run_program_tasks(
     )
 
     from amr_dspy.evaluation import TaskResult, evaluate_program, write_results, write_samples
-    from amr_dspy.resume import EvalCheckpoint, run_key
+    from amr_dspy.resume import EvalCheckpoint, lm_fingerprint, run_key
 
     lm = dspy.settings.lm
     config = getattr(module, "config", None)
     key = run_key(variant=variant, benchmark=benchmark, tasks=[t.task_id for t in tasks], teacher=teacher,
                   artifact=artifact, config=config.model_dump() if hasattr(config, "model_dump") else None,
-                  lm=[getattr(lm, "model", None), getattr(lm, "kwargs", None)])  # fmt: skip
+                  lm=lm_fingerprint(lm))  # fmt: skip
     checkpoint = EvalCheckpoint(out, key, fresh=fresh)
 
     columns = (
