@@ -47,6 +47,7 @@ class PrefixGate(BaseCallback):
         self._waiting: list[_Waiter] = []  # in arrival order
         self._in_flight: str | None = None
         self._last_key: str | None = None
+        self._closed = False
         self.sent = 0
         self.prefix_repeats = 0  # calls sent right after one with the same prefix
 
@@ -57,8 +58,11 @@ class PrefixGate(BaseCallback):
         waiter = _Waiter(prompt_prefix_key(inputs))
         with self._cond:
             self._waiting.append(waiter)
-            while self._in_flight is not None or self._next() is not waiter:
+            while not self._closed and (self._in_flight is not None or self._next() is not waiter):
                 self._cond.wait()
+            if self._closed:
+                self._waiting.remove(waiter)
+                return
             position = self._waiting.index(waiter)
             for earlier in self._waiting[:position]:
                 earlier.skips += 1
@@ -72,6 +76,12 @@ class PrefixGate(BaseCallback):
             if self._in_flight == call_id:
                 self._in_flight = None
                 self._cond.notify_all()
+
+    def close(self) -> None:
+        """Stop ordering: waiting and later calls go straight on (to fail fast once the server is gone)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
     def _next(self) -> _Waiter | None:
         if not self._waiting:

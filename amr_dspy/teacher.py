@@ -138,4 +138,10 @@ def open_teacher(spec: TeacherSpec, *, n_ctx: int = 8192) -> Iterator[dspy.LM]:
     model = EMBEDDED_MODELS[spec.model]
     path = assemble_model(model)
     with LocalServer(ServerConfig(model_path=path, alias=model.alias, n_ctx=n_ctx)) as server:
-        yield spec.make_lm(api_base=server.api_base)
+        lm = spec.make_lm(api_base=server.api_base)
+        try:
+            yield lm
+        finally:  # calls still queued (after Ctrl-C, say) must not wait their turn for a server about to stop
+            for callback in lm.callbacks:
+                if isinstance(callback, PrefixGate):
+                    callback.close()

@@ -105,6 +105,17 @@ def test_a_failing_call_releases_the_gate() -> None:
     assert done.wait(5)
 
 
+def test_closing_releases_waiting_calls_and_stops_ordering() -> None:
+    gate = PrefixGate()
+    gate.on_lm_start("stuck", None, _messages("A", "x"))  # in flight, and never ends
+    released = threading.Event()
+    threading.Thread(target=lambda: (gate.on_lm_start("waiting", None, _messages("B", "y")), released.set())).start()
+    _wait_until(lambda: len(gate._waiting) == 1)
+    gate.close()
+    assert released.wait(5) and gate._waiting == []
+    gate.on_lm_start("later", None, _messages("C", "z"))  # returns at once
+
+
 @pytest.mark.parametrize(("teacher", "gated"), [("local", True), ("openai/gpt-4o-mini", False)])
 def test_only_the_local_teacher_is_gated(teacher: str, gated: bool) -> None:
     lm = TeacherSpec.parse(teacher, api_base="http://127.0.0.1:9/v1").make_lm(api_base="http://127.0.0.1:9/v1")
