@@ -40,7 +40,8 @@ def run_key(**parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-_CONNECTION_KWARGS = frozenset({"api_base", "base_url", "api_key", "timeout", "num_retries"})
+# What DSPy's own cache key leaves out (how the server is reached), plus the request timeout.
+_CONNECTION_KWARGS = frozenset({"api_base", "base_url", "api_key", "timeout"})
 
 
 def lm_fingerprint(lm: Any) -> list[Any]:
