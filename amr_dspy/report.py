@@ -1,4 +1,5 @@
-"""The comparison report: its JSON schema, its rich rendering, and its exports (SVG, HTML, text, JSON, PNG).
+"""The comparison report: its JSON schema, its rich rendering, and its exports (SVG, HTML, text, Markdown, JSON,
+PNG).
 
 A ``ComparisonReport`` holds everything the rendering needs (per-task outcomes included), so a saved
 ``report.json`` re-renders without the eval folders it was built from.
@@ -37,6 +38,7 @@ __all__ = [
     "changes_view",
     "render_report",
     "plot_pass_at_1",
+    "markdown_summary",
     "export_report",
 ]
 
@@ -113,6 +115,7 @@ class ReportFiles(BaseModel):
     text: Path
     svg: Path
     html: Path
+    markdown: Path
     png: Path
 
 
@@ -373,15 +376,50 @@ def plot_pass_at_1(report: ComparisonReport, path: Path) -> None:
     figure.savefig(path, metadata={"Software": None})
 
 
+def _md_interval(interval: Interval) -> str:
+    return f"{100 * interval.estimate:.1f}% ({100 * interval.low:.1f}–{100 * interval.high:.1f})"
+
+
+def _md_paired(paired: PairedTest | None) -> str:
+    if paired is None:
+        return "baseline"
+    p = f"{paired.p_value:.2f}" if paired.p_value >= 0.01 else "<0.01"
+    return f"{100 * paired.diff.estimate:+.1f} (p {p}; {paired.wins} fixed, {paired.losses} broken)"
+
+
+def markdown_summary(report: ComparisonReport) -> str:
+    """The summary table as GitHub Markdown, with a caption line, for READMEs and pull requests."""
+    lines = [
+        f"pass@1 on {_title(report)}; {100 * report.confidence:g}% bootstrap intervals, exact McNemar p on "
+        "base+plus; tokens and LM calls count cache hits, s/task is the run's wall time over its tasks.",
+        "",
+        f"| variant | base | base+plus | Δ base+plus vs {report.baseline} (p; fixed, broken) "
+        "| tokens/task | LM calls/task | s/task | failures |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for v in report.variants:
+        cost = (
+            [f"{v.tokens_per_task:,.0f}", f"{v.lm_calls_per_task:.2f}", f"{v.s_per_task:.1f}"]
+            if v.ran_program
+            else ["—", "—", "—"]
+        )
+        failures = _failures_cell(v.failures).replace("\n", ", ")
+        cells = [v.label, _md_interval(v.pass_base), _md_interval(v.pass_plus), _md_paired(v.vs_baseline_plus)]
+        lines.append("| " + " | ".join([*cells, *cost, failures]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def export_report(
     report: ComparisonReport, out: Path, *, width: int = REPORT_WIDTH, task_rows: int = 40, change_tasks: int = 10
 ) -> ReportFiles:
-    """Write report.json, the rendered report as report.txt / .svg / .html, and pass_at_1.png into ``out``."""
+    """Write report.json, the rendered report as report.txt / .svg / .html, its summary table as report.md, and
+    pass_at_1.png into ``out``."""
     files = ReportFiles(
         json_path=out / "report.json",
         text=out / "report.txt",
         svg=out / "report.svg",
         html=out / "report.html",
+        markdown=out / "report.md",
         png=out / "pass_at_1.png",
     )
     save_report(report, files.json_path)
@@ -390,5 +428,6 @@ def export_report(
     files.text.write_text(recorder.export_text(clear=False), encoding="utf-8")
     recorder.save_html(str(files.html), clear=False)
     recorder.save_svg(str(files.svg), title=f"amr-dspy compare — {report.benchmark}")
+    files.markdown.write_text(markdown_summary(report), encoding="utf-8")
     plot_pass_at_1(report, files.png)
     return files

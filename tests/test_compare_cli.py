@@ -105,18 +105,19 @@ def test_from_evals_writes_the_report_and_report_rerenders_it(cli: CliRunner, tm
     )
     assert result.exit_code == 0, result.output
     assert "pass@1 — mbpp+:test · 8 tasks" in result.output and "amr vs direct: 3 fixed, 0 broken" in result.output
-    names = {"report.json", "report.txt", "report.svg", "report.html", "pass_at_1.png"}
+    names = {"report.json", "report.txt", "report.svg", "report.html", "report.md", "pass_at_1.png"}
     assert names <= {p.name for p in out.iterdir()}
     report = json.loads((out / "report.json").read_text())
     assert [v["label"] for v in report["variants"]] == ["direct", "cot", "amr"]
     assert [v["source"] for v in report["variants"]] == [str(d) for d in dirs]
 
     text = (out / "report.txt").read_text()
-    for name in ("report.svg", "report.txt", "pass_at_1.png"):
+    markdown = (out / "report.md").read_text()
+    for name in ("report.svg", "report.txt", "report.md", "pass_at_1.png"):
         (out / name).unlink()
     again = _invoke(cli, "report", str(out / "report.json"))  # the folder or its report.json
     assert again.exit_code == 0, again.output
-    assert (out / "report.txt").read_text() == text
+    assert (out / "report.txt").read_text() == text and (out / "report.md").read_text() == markdown
     assert (out / "report.svg").is_file() and (out / "pass_at_1.png").is_file()
     assert "amr vs direct: 3 fixed, 0 broken" in again.output
 

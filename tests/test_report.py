@@ -21,7 +21,7 @@ from amr_dspy.compare import (
     short_diff,
 )
 from amr_dspy.errors import ConfigError, DataError
-from amr_dspy.report import ComparisonReport, export_report, load_report, render_report
+from amr_dspy.report import ComparisonReport, export_report, load_report, markdown_summary, render_report
 from amr_dspy.stats import bootstrap_ci
 from tests.compare_helpers import LONG_FIX, TASK_IDS, eval_results, write_all, write_eval_dir
 
@@ -179,6 +179,14 @@ def test_exports_are_svg_html_and_png(report: ComparisonReport, tmp_path: Path) 
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert (width, height) == (636, 480)  # (1.1 inches per variant + 2) x 4 inches at 120 dpi
+
+
+def test_markdown_summary_is_the_golden_table(report: ComparisonReport, tmp_path: Path) -> None:
+    text = markdown_summary(report)
+    assert text == _golden("compare_summary.md", text)
+    assert export_report(report, tmp_path).markdown.read_text(encoding="utf-8") == text
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + len(report.variants) and all(r.count(" | ") == 7 for r in rows)
 
 
 def test_load_report_errors_name_the_file(tmp_path: Path) -> None:

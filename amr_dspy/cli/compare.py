@@ -107,7 +107,7 @@ def compare_command(
 
     Then tokens, LM calls and seconds per task, failure categories, a win/loss matrix and fixed/broken tasks.
 
-    Writes each run to --out/<variant>/ and report.json, .txt, .svg, .html and pass_at_1.png to --out.
+    Writes each run to --out/<variant>/ and report.json, .txt, .svg, .html, .md and pass_at_1.png to --out.
     """
     from amr_dspy.compare import build_report, load_eval_dir, parse_variant_entries
 
@@ -148,7 +148,7 @@ def report_command(
     task_rows: TaskRowsOpt = 40,
     change_tasks: ChangeTasksOpt = 10,
 ) -> None:
-    """Re-render a saved comparison from its report.json (no re-running) and rewrite its SVG, HTML, text and PNG."""
+    """Re-render a saved comparison from its report.json (no re-running); rewrite its SVG, HTML, text, Markdown, PNG."""
     from amr_dspy.report import load_report
 
     report = load_report(directory)
@@ -161,7 +161,8 @@ def _show_and_export(report: ComparisonReport, out: Path, *, task_rows: int, cha
 
     render_report(report, console, task_rows=task_rows, change_tasks=change_tasks)
     files = export_report(report, out, task_rows=task_rows, change_tasks=change_tasks)
-    console.print(f"wrote {files.json_path}, {files.svg.name}, {files.html.name}, {files.text.name}, {files.png.name}")
+    others = (files.svg, files.html, files.text, files.markdown, files.png)
+    console.print(f"wrote {files.json_path}, " + ", ".join(path.name for path in others))
 
 
 def _run_variants(
