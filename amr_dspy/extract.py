@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import re
 
-__all__ = ["extract_code", "fenced_blocks"]
+__all__ = ["extract_code", "fenced_blocks", "defined_functions", "hollow_functions"]
 
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)^[ \t]*```", re.DOTALL | re.MULTILINE)
 _PYTHON_TAGS = {"", "python", "python3", "py", "py3"}
@@ -40,3 +40,27 @@ def _defines_something(code: str) -> bool:
     except (SyntaxError, ValueError):
         return False
     return any(isinstance(node, _DEFINITIONS) for node in tree.body)
+
+
+def defined_functions(code: str) -> set[str]:
+    """Names of the top-level functions ``code`` defines (empty if it does not parse)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return set()
+    return {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
+def hollow_functions(code: str) -> list[str]:
+    """Top-level functions whose body is only a docstring, ``pass`` or ``...``: a signature echoed back, not code."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return []
+    return [node.name for node in tree.body
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and all(map(_is_filler, node.body))]  # fmt: skip
+
+
+def _is_filler(statement: ast.stmt) -> bool:
+    return isinstance(statement, ast.Pass) or (
+        isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant))

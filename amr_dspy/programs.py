@@ -17,7 +17,7 @@ from dspy.utils.exceptions import AdapterParseError
 from pydantic import BaseModel
 
 from amr_dspy.errors import ConfigError
-from amr_dspy.extract import extract_code
+from amr_dspy.extract import defined_functions, extract_code, hollow_functions
 from amr_dspy.library.records import module_text
 from amr_dspy.salvage import assert_lines, lenient_specs, strip_field_markers
 from amr_dspy.testcases import AssertTest, ExecutionRequest, ExecutionResult
@@ -334,6 +334,9 @@ class AMRProgram(dspy.Module):
         if direct_code is None:
             notes.append("kept evolved: the direct response has no code")
             return evolved
+        if flaw := _structural_flaw(direct_code, evolved_code, entry_point):
+            notes.append(f"kept direct: the evolved response {flaw}")
+            return direct
         tests = self._try(notes, "unit tests", lambda: write_unit_tests(
             self.write_tests, instruction=instruction, code=direct_code)) or []  # fmt: skip
         if not tests:
@@ -345,6 +348,14 @@ class AMRProgram(dspy.Module):
         kept = "evolved" if n_evolved >= n_direct else "direct"
         notes.append(f"kept {kept}: unit tests passed direct {n_direct}/{len(tests)}, evolved {n_evolved}/{len(tests)}")
         return evolved if kept == "evolved" else direct
+
+
+def _structural_flaw(direct_code: str, evolved_code: str, entry_point: str | None) -> str | None:
+    """What makes an evolved answer worse than the direct one without running it (ties on unit tests hide it)."""
+    if entry_point and entry_point in defined_functions(direct_code) - defined_functions(evolved_code):
+        return f"does not define {entry_point}"
+    hollow = set(hollow_functions(evolved_code)) - set(hollow_functions(direct_code))
+    return f"leaves {', '.join(sorted(hollow))} unimplemented" if hollow else None
 
 
 def _amr(**preset: bool) -> Callable[..., AMRProgram]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from amr_dspy.extract import extract_code, fenced_blocks
+from amr_dspy.extract import defined_functions, extract_code, fenced_blocks, hollow_functions
 
 MARKDOWN = """Here is a solution.
 
@@ -66,3 +66,16 @@ def test_broken_code_keeps_the_longest_parsable_part() -> None:
     response = "```python\ndef f(x):\n    return x + 1\n\ndef g(:\n    pass\n```"
     code = extract_code(response, "f")
     assert code is not None and "def f" in code and "def g" not in code
+
+
+def test_hollow_functions_are_signatures_without_a_body() -> None:
+    code = (
+        'def spec(x: int) -> int:\n    """Only a docstring."""\n\n'
+        "def stub(x):\n    pass\n\n"
+        "def dots(x):\n    ...\n\n"
+        'def real(x):\n    """Doc."""\n    return x\n\n'
+        "class Box:\n    def get(self):\n        pass\n"
+    )
+    assert hollow_functions(code) == ["spec", "stub", "dots"]
+    assert defined_functions(code) == {"spec", "stub", "dots", "real"}
+    assert hollow_functions("def broken(:\n") == [] and defined_functions("def broken(:\n") == set()
