@@ -58,6 +58,7 @@ class EvalCheckpoint:
         self.key = key
         self.session = uuid.uuid4().hex[:12]
         self._lock = threading.Lock()
+        self._finished = False
         if fresh:
             self.path.unlink(missing_ok=True)
         self.done: dict[str, Finished] = {}
@@ -92,6 +93,8 @@ class EvalCheckpoint:
         line = Finished(key=self.key, session=self.session, elapsed_s=elapsed_s,
                         result=result.model_dump(mode="json"), record=record).model_dump_json()  # fmt: skip
         with self._lock:
+            if self._finished:
+                return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("ab") as handle:
                 handle.write(line.encode() + b"\n")
@@ -99,5 +102,11 @@ class EvalCheckpoint:
                 os.fsync(handle.fileno())
 
     def finish(self) -> None:
-        """The run is complete and its results are written: the checkpoint has done its job."""
-        self.path.unlink(missing_ok=True)
+        """The run is complete and its results are written: the checkpoint has done its job.
+
+        DSPy's parallel executor resubmits a straggling task and keeps the first answer; the abandoned thread may
+        finish after this, and must not leave a checkpoint behind in a finished eval folder.
+        """
+        with self._lock:
+            self._finished = True
+            self.path.unlink(missing_ok=True)

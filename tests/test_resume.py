@@ -34,6 +34,14 @@ def test_a_reopened_checkpoint_holds_what_was_added(tmp_path: Path) -> None:
     assert again.prior_wall_s == pytest.approx(9.0 + 2.5)  # each session's longest elapsed time, summed
 
 
+def test_a_straggler_finishing_after_the_run_leaves_no_checkpoint(tmp_path: Path) -> None:
+    checkpoint = EvalCheckpoint(tmp_path, "k1")
+    checkpoint.add(_result("T/0"), {"code": "x"}, elapsed_s=1.0)
+    checkpoint.finish()
+    checkpoint.add(_result("T/1"), {"code": "y"}, elapsed_s=130.0)  # DSPy's resubmitted straggler, still running
+    assert not (tmp_path / PROGRESS_FILE).exists()
+
+
 def test_a_line_cut_short_by_a_kill_is_dropped(tmp_path: Path) -> None:
     EvalCheckpoint(tmp_path, "k1").add(_result("T/0"), {"code": "x"}, elapsed_s=1.0)
     with (tmp_path / PROGRESS_FILE).open("ab") as handle:
