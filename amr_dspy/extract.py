@@ -35,30 +35,28 @@ def extract_code(response: str, entry_point: str | None = None) -> str | None:
 
 def _defines_something(code: str) -> bool:
     """Sanitize falls back to the longest parsable span, which may be a stray word of prose."""
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
-        return False
-    return any(isinstance(node, _DEFINITIONS) for node in tree.body)
+    return any(isinstance(node, _DEFINITIONS) for node in _top_level(code))
 
 
 def defined_functions(code: str) -> set[str]:
     """Names of the top-level functions ``code`` defines (empty if it does not parse)."""
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
-        return set()
-    return {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    return {node.name for node in _functions(code)}
 
 
 def hollow_functions(code: str) -> list[str]:
     """Top-level functions whose body is only a docstring, ``pass`` or ``...``: a signature echoed back, not code."""
+    return [node.name for node in _functions(code) if all(map(_is_filler, node.body))]
+
+
+def _top_level(code: str) -> list[ast.stmt]:
     try:
-        tree = ast.parse(code)
+        return ast.parse(code).body
     except (SyntaxError, ValueError):
         return []
-    return [node.name for node in tree.body
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and all(map(_is_filler, node.body))]  # fmt: skip
+
+
+def _functions(code: str) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+    return [node for node in _top_level(code) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
 
 
 def _is_filler(statement: ast.stmt) -> bool:
