@@ -43,9 +43,9 @@ def defined_functions(code: str) -> set[str]:
     return {node.name for node in _functions(code)}
 
 
-def hollow_functions(code: str) -> list[str]:
+def hollow_functions(code: str) -> set[str]:
     """Top-level functions whose body is only a docstring, ``pass`` or ``...``: a signature echoed back, not code."""
-    return [node.name for node in _functions(code) if all(map(_is_filler, node.body))]
+    return {node.name for node in _functions(code) if all(map(_is_filler, node.body))}
 
 
 def _top_level(code: str) -> list[ast.stmt]:

@@ -354,7 +354,7 @@ def _structural_flaw(direct_code: str, evolved_code: str, entry_point: str | Non
     """What makes an evolved answer worse than the direct one without running it (ties on unit tests hide it)."""
     if entry_point and entry_point in defined_functions(direct_code) - defined_functions(evolved_code):
         return f"does not define {entry_point}"
-    hollow = set(hollow_functions(evolved_code)) - set(hollow_functions(direct_code))
+    hollow = hollow_functions(evolved_code) - hollow_functions(direct_code)
     return f"leaves {', '.join(sorted(hollow))} unimplemented" if hollow else None
 
 
