@@ -3,15 +3,28 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test setup
+.PHONY: run test setup server
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed server
+
+# llama.cpp's batching llama-server, built once into the user cache from the pinned llama-cpp-python sdist
+# (several minutes on 2 cores; a no-op afterwards). If it cannot be built the teacher falls back to
+# llama_cpp.server, and says so.
+server: $(VENV)/.installed
+	$(VENV)/bin/amr-dspy teacher build-server || echo "amr-dspy: llama-server was not built; the local teacher will use llama_cpp.server"
+
+# No AMX in llama.cpp's native build: on this project's Xeon VMs cpuinfo lists AMX, but code using it crashes
+# (SIGSEGV in ggml_backend_amx_mul_mat on the first matmul). Elsewhere the flags change nothing.
+NO_AMX := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16,)
+LLAMA_CPP_PIN := $(shell grep -o 'llama-cpp-python\[server\]==[0-9.]*' pyproject.toml)
 
 # torch first, pinned: it is the CPU build on this machine's disk; an unpinned one pulls a multi-GB CUDA build.
+# llama-cpp-python next, built here without AMX (--no-cache-dir: a wheel cached from an AMX build would be reused).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
+	CFLAGS="$(NO_AMX)" CXXFLAGS="$(NO_AMX)" $(PY) -m pip install --quiet --no-cache-dir '$(LLAMA_CPP_PIN)'
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 

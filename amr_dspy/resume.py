@@ -45,9 +45,17 @@ _CONNECTION_KWARGS = frozenset({"api_base", "base_url", "api_key", "timeout"})
 
 
 def lm_fingerprint(lm: Any) -> list[Any]:
-    """The LM's model and generation settings, not how it is reached: the local server gets a new port per session."""
+    """The LM's model and generation settings, not how it is reached: the local server gets a new port per session.
+
+    A batching server is part of it (batched greedy decoding can change answers); llama_cpp.server is left out,
+    so checkpoints written before there was a choice of server still resume under it.
+    """
     kwargs = getattr(lm, "kwargs", None) or {}
-    return [getattr(lm, "model", None), {k: v for k, v in kwargs.items() if k not in _CONNECTION_KWARGS}]
+    fingerprint = [getattr(lm, "model", None), {k: v for k, v in kwargs.items() if k not in _CONNECTION_KWARGS}]
+    server = getattr(lm, "server", None)
+    if server is not None and server.kind != "llama-cpp-python":
+        fingerprint.append(server.model_dump())
+    return fingerprint
 
 
 class EvalCheckpoint:

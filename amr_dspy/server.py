@@ -1,4 +1,9 @@
-"""Serve a local GGUF model with ``llama_cpp.server`` as a child process on loopback.
+"""Serve a local GGUF model on loopback as a child process: llama.cpp's ``llama-server`` or ``llama_cpp.server``.
+
+``llama-server`` (built once by ``amr_dspy.server_build``) decodes up to ``slots`` requests per step with
+continuous batching and keeps each slot's prompt cached; a request goes to the idle slot whose cached prompt
+shares the most with it, so calls of one predictor keep reusing their system message and demos.
+``llama_cpp.server`` is the fallback: one request at a time.
 
 The child is tied to us three ways: the context manager stops it on exit, Ctrl-C and exceptions; an
 ``atexit`` hook stops it on a normal interpreter exit; and ``PR_SET_PDEATHSIG`` makes the kernel kill it
@@ -22,23 +27,43 @@ import urllib.request
 from collections import deque
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 from pydantic import BaseModel
 
 from amr_dspy.errors import TeacherUnavailableError
 
-__all__ = ["ServerConfig", "LocalServer", "free_port"]
+__all__ = ["ServerKind", "ServerSettings", "ServerConfig", "LocalServer", "free_port", "die_with_parent"]
 
 _PR_SET_PDEATHSIG = 1
+
+
+ServerKind = Literal["llama-server", "llama-cpp-python"]
+
+
+class ServerSettings(BaseModel):
+    """How the local model is served: recorded with every result, since batching can change greedy outputs."""
+
+    kind: ServerKind
+    slots: int = 1  # requests decoded together (llama-server's --parallel); llama_cpp.server has one
+    threads: int | None = None  # None: all cores
+    batch_size: int = 2048  # logical batch (llama.cpp's -b)
+    ubatch_size: int = 512  # physical batch (llama.cpp's -ub)
+
+    def describe(self) -> str:
+        if self.kind == "llama-cpp-python":
+            return "llama_cpp.server (one request at a time)"
+        return f"llama-server ({self.slots} slots, {self.threads or os.cpu_count()} threads, batch {self.batch_size}/{self.ubatch_size})"
 
 
 class ServerConfig(BaseModel):
     model_path: Path
     alias: str
+    settings: ServerSettings = ServerSettings(kind="llama-cpp-python")
+    binary: Path | None = None  # the llama-server executable (kind "llama-server")
     host: str = "127.0.0.1"
     port: int | None = None  # None: a free port
-    n_ctx: int = 8192
-    n_threads: int | None = None  # None: all cores
+    n_ctx: int = 8192  # per request; llama-server's shared KV cache holds this many tokens per slot
     startup_timeout_s: float = 120.0
 
 
@@ -48,7 +73,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def _die_with_parent(parent_pid: int) -> None:
+def die_with_parent(parent_pid: int) -> None:
     """Runs in the child between fork and exec: ask the kernel for SIGKILL when the parent dies."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -77,16 +102,41 @@ class LocalServer:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    @property
+    def name(self) -> str:
+        return "llama-server" if self.config.settings.kind == "llama-server" else "llama_cpp.server"
+
     def _command(self) -> list[str]:
-        cfg = self.config
+        cfg, settings = self.config, self.config.settings
+        threads = str(settings.threads or os.cpu_count() or 1)
+        if settings.kind == "llama-cpp-python":
+            return [
+                sys.executable, "-m", "llama_cpp.server",
+                "--model", str(cfg.model_path),
+                "--model_alias", cfg.alias,
+                "--host", cfg.host,
+                "--port", str(self.port),
+                "--n_ctx", str(cfg.n_ctx),
+                "--n_threads", threads,
+            ]  # fmt: skip
+        if cfg.binary is None:
+            raise TeacherUnavailableError("llama-server: no binary given (run `amr-dspy teacher build-server`)")
+        # One KV cache shared by all slots, so a long prompt is never cut to n_ctx / slots.
         return [
-            sys.executable, "-m", "llama_cpp.server",
+            str(cfg.binary),
             "--model", str(cfg.model_path),
-            "--model_alias", cfg.alias,
+            "--alias", cfg.alias,
             "--host", cfg.host,
             "--port", str(self.port),
-            "--n_ctx", str(cfg.n_ctx),
-            "--n_threads", str(cfg.n_threads or os.cpu_count() or 1),
+            "--ctx-size", str(cfg.n_ctx * settings.slots),
+            "--kv-unified",
+            "--parallel", str(settings.slots),
+            "--cont-batching",
+            "--threads", threads,
+            "--threads-batch", threads,
+            "--batch-size", str(settings.batch_size),
+            "--ubatch-size", str(settings.ubatch_size),
+            "--no-webui",
         ]  # fmt: skip
 
     def start(self) -> LocalServer:
@@ -99,7 +149,7 @@ class LocalServer:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=lambda: _die_with_parent(parent),
+                preexec_fn=lambda: die_with_parent(parent),
                 start_new_session=True,  # Ctrl-C reaches us, and we stop the server in order
             )
         atexit.register(self.stop)
@@ -116,7 +166,7 @@ class LocalServer:
             assert self._proc is not None
             if self._proc.poll() is not None:
                 raise TeacherUnavailableError(
-                    f"llama_cpp.server exited with code {self._proc.returncode} while starting "
+                    f"{self.name} exited with code {self._proc.returncode} while starting "
                     f"{self.config.model_path.name}; log tail: {self.log_tail()}"
                 )
             if self._answers():
@@ -124,13 +174,15 @@ class LocalServer:
                 return
             time.sleep(0.25)
         raise TeacherUnavailableError(
-            f"llama_cpp.server did not answer {self.url}/v1/models within {self.config.startup_timeout_s:.0f}s; "
+            f"{self.name} did not answer {self.url}/v1/models within {self.config.startup_timeout_s:.0f}s; "
             f"log tail: {self.log_tail()}"
         )
 
     def _answers(self) -> bool:
+        # llama-server answers /v1/models while it still loads the model; /health says 200 only when ready.
+        path = "/health" if self.config.settings.kind == "llama-server" else "/v1/models"
         try:
-            with urllib.request.urlopen(f"{self.url}/v1/models", timeout=2) as response:
+            with urllib.request.urlopen(f"{self.url}{path}", timeout=2) as response:
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False
@@ -145,7 +197,7 @@ class LocalServer:
                 response.read()
         except (urllib.error.URLError, OSError) as exc:
             raise TeacherUnavailableError(
-                f"llama_cpp.server at {self.url} failed its first completion ({exc}); log tail: {self.log_tail()}"
+                f"{self.name} at {self.url} failed its first completion ({exc}); log tail: {self.log_tail()}"
             ) from None
 
     def log_tail(self, lines: int = 8) -> str:

@@ -10,19 +10,30 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Literal
 
 import dspy
 from pydantic import BaseModel, SecretStr
 
-from amr_dspy.errors import TeacherSpecError
+from amr_dspy.errors import TeacherSpecError, TeacherUnavailableError
 from amr_dspy.model_files import EMBEDDED_MODELS, assemble_model
-from amr_dspy.prefix_gate import PrefixGate
-from amr_dspy.server import LocalServer, ServerConfig
+from amr_dspy.server import LocalServer, ServerConfig, ServerSettings
+from amr_dspy.server_build import find_server_binary
+from amr_dspy.slot_gate import SlotGate
 
-__all__ = ["TeacherSpec", "open_teacher", "ACCEPTED_FORMS", "DEFAULT_TEACHER"]
+__all__ = [
+    "TeacherSpec",
+    "LocalLM",
+    "open_teacher",
+    "resolve_server",
+    "served_by",
+    "ACCEPTED_FORMS",
+    "DEFAULT_TEACHER",
+]
 
 DEFAULT_TEACHER = "local"
 ACCEPTED_FORMS = (
@@ -31,6 +42,9 @@ ACCEPTED_FORMS = (
     "hosted_vllm/<model>, ollama_chat/<model> (with --api-base/--api-key)"
 )
 _REMOTE = re.compile(r"^(?P<provider>[a-z0-9_]+)/(?P<model>\S+)$")
+ServerChoice = Literal["auto", "llama-server", "llama-cpp-python"]
+# Chosen by `amr-dspy bench teacher` on 2 cores (artifacts/reports/bench-teacher/).
+DEFAULT_SLOTS = 8
 
 
 def _known_providers() -> set[str]:
@@ -53,6 +67,9 @@ class TeacherSpec(BaseModel):
     timeout_s: float = 600.0
     # ChatAdapter by default: asked for JSON, the 0.5B teacher drops the code block from its answer.
     adapter: Literal["chat", "json"] = "chat"  # "json" applies to remote teachers only
+    # How a local teacher is served (env AMR_DSPY_SERVER, AMR_DSPY_SLOTS); "auto": llama-server when built.
+    server: ServerChoice = "auto"
+    slots: int = DEFAULT_SLOTS
 
     @classmethod
     def parse(
@@ -64,7 +81,10 @@ class TeacherSpec(BaseModel):
             key = raw.partition(":")[2] or "0.5b"
             if key not in EMBEDDED_MODELS:
                 raise TeacherSpecError(f"unknown local teacher {raw!r}; accepted: {ACCEPTED_FORMS}")
-            return cls(kind="local", model=key, **settings)  # type: ignore[arg-type]
+            serving = {**_server_env(), **settings}
+            if serving.get("server", "auto") not in _SERVER_CHOICES:
+                raise TeacherSpecError(f"--server {serving['server']!r}: expected one of {', '.join(_SERVER_CHOICES)}")
+            return cls(kind="local", model=key, **serving)  # type: ignore[arg-type]
         match = _REMOTE.match(raw)
         if not match or match["provider"] not in _known_providers():
             raise TeacherSpecError(f"unrecognised teacher {raw!r}; accepted: {ACCEPTED_FORMS}")
@@ -98,35 +118,72 @@ class TeacherSpec(BaseModel):
             return dspy.JSONAdapter()
         return dspy.ChatAdapter(use_json_adapter_fallback=self.kind == "remote")
 
-    def make_lm(self, api_base: str | None = None) -> dspy.LM:
-        """The ``dspy.LM`` for this teacher; ``api_base`` overrides (the local server's URL)."""
+    def make_lm(self, api_base: str | None = None, server: ServerSettings | None = None) -> dspy.LM:
+        """The ``dspy.LM`` for this teacher; ``api_base`` overrides (the local server's URL), ``server`` says how
+        a local teacher is served (default: llama_cpp.server's one slot)."""
+        common = {"temperature": self.temperature, "max_tokens": self.max_tokens, "cache": self.cache,
+                  "num_retries": self.num_retries, "timeout": self.timeout_s}  # fmt: skip
         if self.kind == "local":
-            # DSPy's OpenAI-chat preset for local servers (vLLM's wire shape, which llama.cpp's server speaks):
+            # DSPy's OpenAI-chat preset for local servers (vLLM's wire shape, which llama.cpp's servers speak):
             # it sends max_tokens, and cache hits keep their stored usage, unlike an extra_body request.
-            model, key = f"hosted_vllm/{self.name}", "sk-local"
-        else:
-            model, key = self.model, self.api_key.get_secret_value() if self.api_key else None
-            if key is None and (api_base or self.api_base):
-                key = "EMPTY"  # OpenAI-compatible servers (vLLM, llama.cpp, ...) often take no key, LiteLLM wants one
+            # As many calls in flight as the server has slots, ordered so that slots reuse their prompt prefixes.
+            settings = server or ServerSettings(kind="llama-cpp-python")
+            return LocalLM(f"hosted_vllm/{self.name}", server=settings, api_base=api_base or self.api_base,
+                           api_key="sk-local", callbacks=[SlotGate(settings.slots)], **common)  # fmt: skip
+        key = self.api_key.get_secret_value() if self.api_key else None
         base = api_base or self.api_base
+        if key is None and base:
+            key = "EMPTY"  # OpenAI-compatible servers (vLLM, llama.cpp, ...) often take no key, LiteLLM wants one
         # For openai/ DSPy sends OpenAI's newer ``max_completion_tokens``, which llama.cpp's server ignores: one
         # degenerate answer then ran to the context limit (7,652 tokens, 6 minutes). Compatible servers read
         # max_tokens; prefer hosted_vllm/<model> for them (this extra_body loses the usage of cache hits).
-        extra = {"extra_body": {"max_tokens": self.max_tokens}} if base and model.startswith("openai/") else {}
-        # The local server answers one request at a time; the gate orders them so prompt prefixes get reused.
-        callbacks = [PrefixGate()] if self.kind == "local" else None
-        return dspy.LM(
-            model,
-            api_base=base,
-            api_key=key,
-            temperature=self.temperature,
-            max_tokens=self.max_tokens,
-            cache=self.cache,
-            num_retries=self.num_retries,
-            timeout=self.timeout_s,
-            callbacks=callbacks,
-            **extra,
-        )
+        extra = {"extra_body": {"max_tokens": self.max_tokens}} if base and self.model.startswith("openai/") else {}
+        return dspy.LM(self.model, api_base=base, api_key=key, **common, **extra)
+
+
+_SERVER_CHOICES = ("auto", "llama-server", "llama-cpp-python")
+
+
+def _server_env() -> dict[str, object]:
+    """``$AMR_DSPY_SERVER`` and ``$AMR_DSPY_SLOTS``, checked here so a bad value is one line, not a traceback."""
+    out: dict[str, object] = {}
+    if choice := os.environ.get("AMR_DSPY_SERVER"):
+        if choice not in _SERVER_CHOICES:
+            raise TeacherSpecError(f"$AMR_DSPY_SERVER={choice!r}: expected one of {', '.join(_SERVER_CHOICES)}")
+        out["server"] = choice
+    if slots := os.environ.get("AMR_DSPY_SLOTS"):
+        if not slots.isdigit() or int(slots) < 1:
+            raise TeacherSpecError(f"$AMR_DSPY_SLOTS={slots!r}: expected a positive integer")
+        out["slots"] = int(slots)
+    return out
+
+
+class LocalLM(dspy.LM):
+    """A ``dspy.LM`` on the project's local server; ``server`` records how it is served (kind, slots, threads)."""
+
+    def __init__(self, model: str, *, server: ServerSettings, **kwargs: object) -> None:
+        super().__init__(model, **kwargs)  # type: ignore[arg-type]
+        self.server = server
+
+
+def served_by(lm: object) -> str | None:
+    """How a local teacher's LM is served (``ServerSettings.describe()``); None for a remote teacher."""
+    server = getattr(lm, "server", None)
+    return server.describe() if isinstance(server, ServerSettings) else None
+
+
+def resolve_server(spec: TeacherSpec) -> tuple[ServerSettings, Path | None]:
+    """The server a local teacher gets: llama-server when built (or asked for), else llama_cpp.server."""
+    if spec.server == "llama-cpp-python":
+        return ServerSettings(kind="llama-cpp-python"), None
+    binary = find_server_binary()
+    if binary is None:
+        if spec.server == "llama-server":
+            raise TeacherUnavailableError("llama-server is not built: run `amr-dspy teacher build-server` first")
+        print("amr-dspy: llama-server is not built (run `amr-dspy teacher build-server`); serving the teacher with "
+              "llama_cpp.server, one request at a time", file=sys.stderr)  # fmt: skip
+        return ServerSettings(kind="llama-cpp-python"), None
+    return ServerSettings(kind="llama-server", slots=spec.slots), binary
 
 
 @contextmanager
@@ -137,11 +194,13 @@ def open_teacher(spec: TeacherSpec, *, n_ctx: int = 8192) -> Iterator[dspy.LM]:
         return
     model = EMBEDDED_MODELS[spec.model]
     path = assemble_model(model)
-    with LocalServer(ServerConfig(model_path=path, alias=model.alias, n_ctx=n_ctx)) as server:
-        lm = spec.make_lm(api_base=server.api_base)
+    settings, binary = resolve_server(spec)
+    config = ServerConfig(model_path=path, alias=model.alias, n_ctx=n_ctx, settings=settings, binary=binary)
+    with LocalServer(config) as server:
+        lm = spec.make_lm(api_base=server.api_base, server=settings)
         try:
             yield lm
         finally:  # calls still queued (after Ctrl-C, say) must not wait their turn for a server about to stop
             for callback in lm.callbacks:
-                if isinstance(callback, PrefixGate):
+                if isinstance(callback, SlotGate):
                     callback.close()

@@ -78,12 +78,13 @@ class TeacherInfo(BaseModel):
     temperature: float | None = None
     max_tokens: int | None = None
     adapter: str | None = None
+    server: str | None = None  # how a local teacher was served
 
     @classmethod
-    def from_spec(cls, spec: Any) -> TeacherInfo:
+    def from_spec(cls, spec: Any, server: str | None = None) -> TeacherInfo:
         """From an ``amr_dspy.teacher.TeacherSpec`` (no secrets: the API key is never recorded)."""
         return cls(name=spec.name, slug=spec.slug, kind=spec.kind, model=spec.model, temperature=spec.temperature,
-                   max_tokens=spec.max_tokens, adapter=spec.adapter)  # fmt: skip
+                   max_tokens=spec.max_tokens, adapter=spec.adapter, server=server)  # fmt: skip
 
 
 class SplitInfo(BaseModel):

@@ -38,7 +38,7 @@ def local_teacher() -> Iterator[dspy.LM]:
 
 
 def llama_server_pids() -> set[int]:
-    """PIDs of every running ``llama_cpp.server`` process on this machine."""
+    """PIDs of every running local model server (``llama_cpp.server`` or ``llama-server``) on this machine."""
     pids = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -47,6 +47,7 @@ def llama_server_pids() -> set[int]:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
-        if b"llama_cpp.server" in cmdline:
+        program = cmdline.split(b" ", 1)[0].rsplit(b"/", 1)[-1]
+        if b"llama_cpp.server" in cmdline or program.startswith(b"llama-server"):
             pids.add(int(proc.name))
     return pids

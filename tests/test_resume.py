@@ -71,6 +71,21 @@ def test_the_fingerprint_ignores_the_local_servers_port() -> None:
     assert run_key(lm=lm_fingerprint(hotter)) != run_key(lm=lm_fingerprint(one))
 
 
+def test_a_checkpoint_made_on_one_server_kind_does_not_resume_on_another(tmp_path: Path) -> None:
+    from amr_dspy.server import ServerSettings
+
+    spec, base = TeacherSpec.parse("local"), "http://127.0.0.1:41001/v1"
+    fallback = spec.make_lm(api_base=base, server=ServerSettings(kind="llama-cpp-python"))
+    batching = spec.make_lm(api_base=base, server=ServerSettings(kind="llama-server", slots=8))
+    fewer_slots = spec.make_lm(api_base=base, server=ServerSettings(kind="llama-server", slots=4))
+    old = [fallback.model, {k: v for k, v in fallback.kwargs.items() if k not in ("api_base", "api_key", "timeout")}]
+    assert lm_fingerprint(fallback) == old  # checkpoints from before the choice of server still resume
+    assert len({run_key(lm=lm_fingerprint(lm)) for lm in (fallback, batching, fewer_slots)}) == 3
+    EvalCheckpoint(tmp_path, run_key(lm=lm_fingerprint(fallback))).add(_result("T/0"), {}, elapsed_s=1.0)
+    with pytest.raises(ConfigError, match="checkpoint of a different run"):
+        EvalCheckpoint(tmp_path, run_key(lm=lm_fingerprint(batching)))
+
+
 class _Counting(dspy.Module):
     """Answers every task with its canonical solution and counts which tasks it was asked about."""
 

@@ -21,6 +21,8 @@ __all__ = [
     "TemperatureOpt",
     "NoCacheOpt",
     "GuardOpt",
+    "ServerOpt",
+    "SlotsOpt",
     "teacher_spec",
     "teacher_session",
 ]
@@ -44,6 +46,16 @@ GuardOpt = Annotated[
                  "many teacher-written unit tests as the direct one."),
 ]
 
+ServerOpt = Annotated[
+    str | None,
+    typer.Option("--server", help="How a local teacher is served (env AMR_DSPY_SERVER): auto (llama-server when "
+                 "built, else llama_cpp.server), llama-server or llama-cpp-python."),
+]
+SlotsOpt = Annotated[
+    int | None,
+    typer.Option("--slots", min=1, help="llama-server slots: requests decoded together (env AMR_DSPY_SLOTS)."),
+]
+
 
 def teacher_spec(
     teacher: str | None,
@@ -53,10 +65,12 @@ def teacher_spec(
     max_tokens: int = 1024,
     temperature: float = 0.0,
     no_cache: bool = False,
+    server: str | None = None,
+    slots: int | None = None,
 ) -> TeacherSpec:
-    return TeacherSpec.parse(
-        teacher, api_base=api_base, api_key=api_key, max_tokens=max_tokens, temperature=temperature, cache=not no_cache
-    )
+    serving = {k: v for k, v in {"server": server, "slots": slots}.items() if v is not None}
+    return TeacherSpec.parse(teacher, api_base=api_base, api_key=api_key, max_tokens=max_tokens,
+                             temperature=temperature, cache=not no_cache, **serving)  # fmt: skip
 
 
 @contextmanager

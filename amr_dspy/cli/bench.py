@@ -39,3 +39,134 @@ def bench_sandbox_command(
     out.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
     console.print(bench_table(report))
     console.print(f"wrote {out}")
+
+
+_DEFAULT_COMMANDS = {
+    "eval direct": ["eval", "--variant", "direct", "-b", "{benchmark}", "--no-cache", "--fresh"],
+    "eval amr": ["eval", "--variant", "amr", "-b", "{benchmark}", "--library", "artifacts/library/minilm-mbpp-train",
+                 "--no-cache", "--fresh"],
+    "synthesize sample": ["synthesize", "--input", "sample", "--program",
+                          "artifacts/local-0.5b/amr-bootstrap-2core.json", "--no-cache"],
+}
+
+
+def _ints(text: str, option: str) -> list[int]:
+    from amr_dspy.errors import ConfigError
+
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected comma-separated integers, e.g. 1,2,4,8") from None
+    if values and min(values) < 1:
+        raise ConfigError(f"{option} {text!r}: expected positive integers")
+    return values
+
+
+def _sweep_settings(text: str) -> object:
+    """``slots=16,threads=2,ubatch=256,batch=2048`` → llama-server settings."""
+    from amr_dspy.errors import ConfigError
+    from amr_dspy.server import ServerSettings
+
+    names = {"slots": "slots", "threads": "threads", "batch": "batch_size", "ubatch": "ubatch_size"}
+    values: dict[str, int] = {}
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        if key.strip() not in names or not value.strip().isdigit():
+            raise ConfigError(f"--sweep {text!r}: expected key=N pairs with keys {', '.join(names)}")
+        values[names[key.strip()]] = int(value)
+    return ServerSettings(kind="llama-server", **values)
+
+
+@bench_app.command("teacher")
+def bench_teacher_command(
+    teacher: Annotated[str, typer.Option("--teacher", "-t", help="Embedded model: local or local:1.5b.")] = "local",
+    concurrency: Annotated[
+        str, typer.Option(help="Concurrency levels of the token-rate part ('' skips it).")
+    ] = "1,2,4,8",
+    slots: Annotated[int, typer.Option(min=1, help="llama-server slots for the main comparison.")] = 8,
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option(help="More llama-server settings to measure at concurrency = their slots, e.g. "
+                     "slots=16,threads=2,ubatch=256 (repeatable)."),  # fmt: skip
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(min=16, help="Tokens per answer in the token-rate part.")] = 128,
+    commands: Annotated[
+        bool, typer.Option("--commands/--no-commands", help="Also time real eval and synthesize runs per server.")
+    ] = True,
+    only: Annotated[
+        list[str] | None, typer.Option(help=f"Run only these commands (of: {', '.join(_DEFAULT_COMMANDS)}).")
+    ] = None,
+    benchmark: Annotated[str, typer.Option("--benchmark", "-b", help="Benchmark of the eval commands.")] = "mbpp+:dev",
+    out: Annotated[Path, typer.Option(file_okay=False, help="Report folder.")] = Path("artifacts/reports/bench-teacher"),
+    append: Annotated[
+        bool, typer.Option("--append", help="Add to the report already in --out (a bench run in parts).")
+    ] = False,
+) -> None:
+    """Aggregate tokens/s at several concurrency levels and the wall time of real runs, per local server."""
+    import datetime
+    import os
+    import shutil
+
+    from amr_dspy.errors import ConfigError
+    from amr_dspy.server_build import find_server_binary
+    from amr_dspy.teacher import TeacherSpec
+    from amr_dspy.teacher_bench import (
+        TeacherBenchReport,
+        agreement,
+        available_servers,
+        markdown_report,
+        measure_rates,
+        run_command,
+    )
+
+    spec = TeacherSpec.parse(teacher)
+    if spec.kind != "local":
+        raise ConfigError(f"bench teacher measures the embedded local teacher, not {spec.model!r}")
+    levels = _ints(concurrency, "--concurrency")
+    chosen = set(only or _DEFAULT_COMMANDS)
+    if unknown := chosen - set(_DEFAULT_COMMANDS):
+        raise ConfigError(f"--only {sorted(unknown)[0]!r}: unknown command; known: {', '.join(_DEFAULT_COMMANDS)}")
+    servers = available_servers(slots)
+    if len(servers) == 1:
+        console.print("[yellow]llama-server is not built (amr-dspy teacher build-server): measuring llama_cpp.server "
+                      "only[/]")  # fmt: skip
+    binary = find_server_binary()
+    report = TeacherBenchReport(model=spec.name, cores=os.cpu_count() or 1, max_tokens=max_tokens,
+                                created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))  # fmt: skip
+    if append and (out / "report.json").is_file():
+        report = TeacherBenchReport.model_validate_json((out / "report.json").read_text(encoding="utf-8"))
+    say = lambda line: console.print(f"[dim]{line}[/]", highlight=False)  # noqa: E731
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every part: a long bench interrupted keeps what it measured
+        (out / "report.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        (out / "report.md").write_text(markdown_report(report), encoding="utf-8")
+
+    for settings in servers:
+        report.rates += measure_rates(spec.model, settings, levels, max_tokens=max_tokens, binary=binary, say=say)
+        save()
+    for text in sweep or []:
+        settings = _sweep_settings(text)
+        report.rates += measure_rates(spec.model, settings, [settings.slots], max_tokens=max_tokens,  # type: ignore[attr-defined]
+                                      binary=binary, say=say)  # fmt: skip
+        save()
+    if commands:
+        runs_dir = out / "runs"
+        for name, template in _DEFAULT_COMMANDS.items():
+            if name not in chosen:
+                continue
+            args = [a.replace("{benchmark}", benchmark) for a in template]
+            if teacher != "local":
+                args += ["--teacher", teacher]
+            pair = []
+            for settings in servers:
+                folder = runs_dir / f"{name.replace(' ', '-')}-{settings.kind}"
+                shutil.rmtree(folder, ignore_errors=True)  # each run starts cold and fresh
+                pair.append(run_command(name, args, settings, folder, say=say))
+                report.commands.append(pair[-1])
+                save()
+            if len(pair) == 2 and name.startswith("eval") and (agree := agreement(f"{name} {benchmark}", *pair)):
+                report.agreements.append(agree)
+                save()
+    console.print(markdown_report(report), highlight=False)
+    console.print(f"wrote {out / 'report.json'} and {out / 'report.md'}")

@@ -101,8 +101,8 @@ def synthesize_command(
     limit: Annotated[int | None, typer.Option(min=1, help="Synthesize at most N instructions.")] = None,
     concurrency: Annotated[
         int,
-        typer.Option(min=1, help="Records in flight to the teacher; the local teacher takes their calls one at a "
-                     "time, grouped by prompt prefix."),  # fmt: skip
+        typer.Option(min=1, help="Records in flight to the teacher; the local teacher takes as many of their calls "
+                     "at once as it has slots, grouped by prompt prefix."),  # fmt: skip
     ] = 8,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out, skipping ids already done.")
