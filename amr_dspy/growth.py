@@ -7,6 +7,7 @@ from a benchmark's dev, test or held-out tasks: their solutions must never reach
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +24,8 @@ from signatures import UnitTests
 
 __all__ = ["GrowthReport", "check_growth_allowed", "propose_modules", "grow_library"]
 
-_BENCHMARKS = ("mbpp", "humaneval")
+_BENCHMARKS = ("mbpp", "humaneval", "bigcodebench")
+_SUBSET = re.compile(r"@(stdlib|core|full)$")  # a BigCodeBench subset after the split: bigcodebench:train@core
 
 
 class GrowthReport(BaseModel):
@@ -39,8 +41,8 @@ def check_growth_allowed(provenance: Provenance) -> None:
     """Only a benchmark's train split, or non-benchmark instructions, may grow a library."""
     source = provenance.source.lower()
     task = (provenance.task_id or "").lower()
-    is_benchmark = any(b in source for b in _BENCHMARKS) or task.startswith(("mbpp/", "humaneval/"))
-    if is_benchmark and not source.endswith(":train"):
+    is_benchmark = any(b in source for b in _BENCHMARKS) or task.startswith(tuple(f"{b}/" for b in _BENCHMARKS))
+    if is_benchmark and not _SUBSET.sub("", source).endswith(":train"):
         raise ConfigError(
             f"library growth refused for {provenance.task_id or '?'} from {provenance.source!r}: "
             "benchmark dev/test/held-out solutions must never enter the module library (leakage)"

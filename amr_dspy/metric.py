@@ -135,17 +135,22 @@ def _task_of(example: Any) -> Task:
     return task
 
 
+def _total(result: ExecutionResult, task: Task) -> int:
+    # At least the task's tests, not just the outcomes: a crashed run may report fewer outcomes than tests; a
+    # unittest module (BigCodeBench) reports one outcome per test method.
+    return max(len(task.tests), len(result.outcomes))
+
+
 def _fraction(result: ExecutionResult, task: Task) -> float:
-    # Over the task's tests, not the outcomes: a crashed run may report fewer outcomes than tests.
-    return sum(o.status == "passed" for o in result.outcomes) / len(task.tests)
+    return sum(o.status == "passed" for o in result.outcomes) / _total(result, task)
 
 
 def _all_passed(result: ExecutionResult, task: Task) -> bool:
-    return result.passed and len(result.outcomes) == len(task.tests)
+    return result.passed and len(result.outcomes) >= len(task.tests)
 
 
 def _describe(result: ExecutionResult, task: Task) -> str:
-    total = len(task.tests)
+    total = _total(result, task)
     passed = sum(o.status == "passed" for o in result.outcomes)
     if passed == total:
         return f"Correct: all {total} hidden tests passed."

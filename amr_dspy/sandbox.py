@@ -7,6 +7,14 @@ space, CPU, file size, no new processes), drops to an unprivileged uid of its ow
 small private tmpfs and applies evalplus's ``reliability_guard`` before it executes the code and the tests.
 Call tests are compared as evalplus 0.3.1 does.
 
+A request of :class:`~amr_dspy.testcases.UnitTestModule` tests (BigCodeBench) runs the solution and the test
+module in one module namespace, with one outcome per test method. Its code uses pandas, matplotlib and sklearn,
+deletes and moves files and starts subprocesses, which evalplus's guard forbids (it even blocks importing
+sklearn), so such a child gets a lighter guard instead: destructive file calls are refused outside its scratch
+directories, ``exit``/``quit`` are gone, ``MPLBACKEND=Agg`` and ``TZ=UTC`` (as BigCodeBench sets them). The OS
+level stays as it is, with up to ``SandboxLimits.max_processes`` extra processes or threads where the uid drop
+makes that limit bind; strays are killed and the shared scratch dirs emptied after every request.
+
 The code under test can only ever produce outcomes: a child that hangs, explodes or kills itself is
 reported per test, and a worker that dies is replaced and its request reported as ``crashed``.
 """
@@ -34,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from amr_dspy import _sandbox_worker as wire
 from amr_dspy.errors import SandboxError
-from amr_dspy.testcases import CallTest, ExecutionRequest, ExecutionResult, TestOutcome
+from amr_dspy.testcases import CallTest, ExecutionRequest, ExecutionResult, TestCase, TestOutcome, UnitTestModule
 
 __all__ = ["SandboxLimits", "Sandbox", "run_once"]
 
@@ -51,11 +59,12 @@ _WORKER_ENV = {
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
+    "MPLBACKEND": "Agg",  # a preloaded matplotlib picks its backend in the worker, once
 }
 
 
 class SandboxLimits(BaseModel):
-    """Resource limits for one request (per child process unless noted)."""
+    """Resource limits for one request (per child process unless noted), and what each worker preloads."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -66,6 +75,12 @@ class SandboxLimits(BaseModel):
     max_wall_s: float = Field(60.0, gt=0)  # whole request, on top of the per-test limits
     network: bool = False  # False: workers run in a fresh network namespace where the OS allows
     load_timeout_s: float = Field(10.0, gt=0)  # the solution's top level (at least the slowest test's limit)
+    # Extra processes or threads a unittest request's child may start (RLIMIT_NPROC; binds only with the uid
+    # drop, so without root it stays 0). Each may use memory_mb, so a request can hold (1 + this) * memory_mb.
+    max_processes: int = Field(0, ge=0, le=64)
+    # Modules each worker imports once at start, so every child starts with them (forked, not re-imported);
+    # one that fails to import is left out. Not for plain requests' limits: they count against memory_mb.
+    preload: tuple[str, ...] = ()
 
 
 class _WorkerDied(Exception):
@@ -281,7 +296,8 @@ class Sandbox:
             "uid_drop": bool(found.pop("uid_drop", False)),
             "process_limit": bool(found.pop("process_limit", False)),
             "loopback_blocked": bool(found.pop("loopback_blocked", False)),
-            "rlimits": f"AS={self.limits.memory_mb}MB CPU={self.limits.cpu_s}s FSIZE={self.limits.file_size_mb}MB",
+            "rlimits": f"AS={self.limits.memory_mb}MB CPU={self.limits.cpu_s}s FSIZE={self.limits.file_size_mb}MB"
+            + (f" NPROC=+{self.limits.max_processes} (unittest requests)" if self.limits.max_processes else ""),
             "reliability_guard": True,
             "env_scrubbed": True,
             "fresh_workdir": True,
@@ -302,15 +318,10 @@ class Sandbox:
 
 def _frame(request: ExecutionRequest, limits: SandboxLimits) -> bytes:
     """The pickled run message for a worker (plain data: the worker does not import amr_dspy)."""
-    tests = []
-    for test in request.tests:
-        common = {"name": test.name, "time_limit_s": max(test.time_limit_s, _MIN_TIME_LIMIT_S), "plus": test.plus}
-        if isinstance(test, CallTest):
-            if request.entry_point is None:
-                raise SandboxError(f"sandbox: call test {test.name!r} of task {request.task_id!r} needs an entry_point")
-            tests.append(common | {"kind": "call", "inputs": test.inputs, "expected": test.expected, "atol": test.atol})
-        else:
-            tests.append(common | {"kind": "assert", "code": test.code})
+    units = [t for t in request.tests if isinstance(t, UnitTestModule)]
+    if units and len(units) != len(request.tests):
+        raise SandboxError(f"sandbox: task {request.task_id!r} mixes unittest modules with other tests")
+    tests = [_test_payload(test, request) for test in request.tests]
     payload = {
         "code": request.code,
         "entry_point": request.entry_point,
@@ -318,6 +329,8 @@ def _frame(request: ExecutionRequest, limits: SandboxLimits) -> bytes:
         "fail_fast": request.fail_fast,
         "tests": tests,
         "exec_limit_s": max([limits.load_timeout_s, *(t["time_limit_s"] for t in tests)]),
+        "module": "__test__" if units else None,  # BigCodeBench's module name for the solution + tests
+        "libraries": sorted({name for unit in units for name in unit.libraries}),
     }
     try:
         return wire.encode_frame({"op": "run", "request": payload})
@@ -325,11 +338,27 @@ def _frame(request: ExecutionRequest, limits: SandboxLimits) -> bytes:
         raise SandboxError(f"sandbox: task {request.task_id!r} has test data that cannot be pickled: {exc}") from None
 
 
-def _outcomes(request: ExecutionRequest, statuses: list[tuple[str, str | None]]) -> list[TestOutcome]:
-    return [
-        TestOutcome(name=test.name, status=status, message=message, plus=test.plus)  # type: ignore[arg-type]
-        for test, (status, message) in zip(request.tests, statuses, strict=True)
-    ]
+def _test_payload(test: TestCase, request: ExecutionRequest) -> dict:
+    common = {"name": test.name, "time_limit_s": max(test.time_limit_s, _MIN_TIME_LIMIT_S), "plus": test.plus}
+    if isinstance(test, CallTest):
+        if request.entry_point is None:
+            raise SandboxError(f"sandbox: call test {test.name!r} of task {request.task_id!r} needs an entry_point")
+        return common | {"kind": "call", "inputs": test.inputs, "expected": test.expected, "atol": test.atol}
+    if isinstance(test, UnitTestModule):
+        return common | {"kind": "unittest", "source": test.source, "test_class": test.test_class}
+    return common | {"kind": "assert", "code": test.code}
+
+
+def _outcomes(request: ExecutionRequest, entries: list[tuple]) -> list[TestOutcome]:
+    """One outcome per call or assert test; one per test method of a unittest module (its name if none ran)."""
+    return [outcome for test, entry in zip(request.tests, entries, strict=True) for outcome in _expand(test, entry)]
+
+
+def _expand(test: TestCase, entry: tuple) -> list[TestOutcome]:
+    status, message, missing, methods = entry
+    rows = methods or [(None, status, message, missing)]
+    return [TestOutcome(name=name or test.name, status=state, message=text, plus=test.plus,  # type: ignore[arg-type]
+                        missing_module=lib) for name, state, text, lib in rows]  # fmt: skip
 
 
 def _result(request: ExecutionRequest, reply: dict) -> ExecutionResult:
@@ -344,7 +373,7 @@ def _result(request: ExecutionRequest, reply: dict) -> ExecutionResult:
 def _crashed(request: ExecutionRequest, reason: str, wall_s: float) -> ExecutionResult:
     message = f"not run: {reason}"
     return ExecutionResult(
-        outcomes=_outcomes(request, [("error", message)] * len(request.tests)),
+        outcomes=_outcomes(request, [("error", message, None, None)] * len(request.tests)),
         crashed=True,
         crash_reason=reason,
         wall_s=wall_s,

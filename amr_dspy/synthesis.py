@@ -139,8 +139,10 @@ def read_inputs(
     if limit is not None and limit < 0:
         raise ConfigError(f"--limit must be >= 0, got {limit}")
     fields = _Fields(instruction=instruction_field, input=input_field, id=id_field, max_chars=max_chars)
+    from amr_dspy.tasks import benchmark_name
+
     spec = spec.strip()
-    if spec.split(":", 1)[0] in ("mbpp+", "humaneval+"):
+    if benchmark_name(spec) is not None:  # mbpp+[stub][:split], humaneval+, bigcodebench[-complete][:split][@subset]
         return _benchmark_inputs(spec, limit)
     if spec.startswith("hf:"):
         name, _, split = spec[3:].partition(":")
@@ -278,7 +280,8 @@ class SynthesisRecord(BaseModel):
     """One line of ``records.jsonl``."""
 
     id: str
-    instruction: str
+    instruction: str  # as the input gave it (the SFT prompt)
+    framed_instruction: str | None = None  # what the teacher saw instead, when the program framed it
     source: str  # the input's name
     task_id: str | None = None
     direct_response: str | None = None
@@ -433,13 +436,15 @@ def _no_code_message(response: str | None) -> str:
 
 def _verify(program: Any, code: str | None, item: InputItem, executor: Executor,
             response: str | None = None) -> tuple[RecordVerification, list]:  # fmt: skip
+    from amr_dspy.framing import frame_instruction
     from amr_dspy.programs import write_unit_tests
     from amr_dspy.testcases import ExecutionRequest
 
     if not code:
         return RecordVerification(status="no_code", message=_no_code_message(response)), []
+    instruction = frame_instruction(item.instruction, item.entry_point)  # as the programs frame it for predictors
     try:
-        tests = write_unit_tests(_test_writer(program), instruction=item.instruction, code=code)
+        tests = write_unit_tests(_test_writer(program), instruction=instruction, code=code)
     except Exception as exc:  # the teacher gone, or an answer with no assert at all
         return RecordVerification(status="error", message=f"writing unit tests failed: {_one_line(exc)}"), []
     if not tests:
@@ -533,9 +538,11 @@ def synthesize_record(
         verify_clock = time.perf_counter()
         verification, growth, proposed = _check(program, prediction, item, library, contamination, settings, executor)
         verify_s = time.perf_counter() - verify_clock
+    framed = prediction.get("framed_instruction")
     record = SynthesisRecord(
         id=item.id,
         instruction=item.instruction,
+        framed_instruction=framed if framed != item.instruction else None,
         source=settings.source,
         task_id=item.task_id,
         direct_response=prediction.get("direct_response"),
@@ -1034,6 +1041,7 @@ class RunSummary(BaseModel):
     input_name: str
     out: str
     teacher: str
+    server: str | None = None  # how a local teacher was served
     variant: str
     artifact: str | None = None
     artifact_sha256: str | None = None
@@ -1085,6 +1093,10 @@ def _summarize(
     library_end: int,
     repaired: int,
 ) -> RunSummary:
+    import dspy
+
+    from amr_dspy.teacher import served_by
+
     n, n_made = len(records), len(made)
     tokens_made = sum(r.usage.tokens for r in made)
     return RunSummary(
@@ -1092,6 +1104,7 @@ def _summarize(
         input_name=batch.name,
         out=str(job.out),
         teacher=teacher,
+        server=served_by(dspy.settings.lm),
         variant=job.variant,
         artifact=str(job.artifact) if job.artifact else None,
         artifact_sha256=digest,

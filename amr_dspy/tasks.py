@@ -2,8 +2,15 @@
 
 MBPP+ and HumanEval+ come through evalplus's own loaders and ground-truth machinery, so the hidden
 tests (inputs, expected outputs, tolerances and time limits) are exactly those ``evalplus.evaluate``
-uses and pass@1 agrees with it. Plain files (JSONL, JSON list, parquet) and ``hf:`` datasets give
-instruction-only tasks without tests.
+uses and pass@1 agrees with it. ``mbpp+stub`` is MBPP+ with each prompt rewritten as a completion-style
+stub (``amr_dspy.stubs``): the same tasks, ids and hidden tests, asked the way HumanEval+ asks. Plain files
+(JSONL, JSON list, parquet) and ``hf:`` datasets give instruction-only tasks without tests.
+
+``bigcodebench[:split][@subset]`` (prose ``instruct_prompt``) and ``bigcodebench-complete[:split][@subset]``
+(the ``complete_prompt`` stub) are BigCodeBench, one unittest module per task (``amr_dspy.bigcodebench``).
+Its splits are fixed by N in ``BigCodeBench/N``: train N mod 10 in {0, 1, 2, 3}, dev N mod 10 = 4, test N mod 10
+in {5, ..., 9}; its subsets by the task's libraries: ``stdlib``, ``core`` (the standard library plus numpy, pandas,
+matplotlib, scipy, sklearn) and ``full`` (all, the default).
 """
 
 from __future__ import annotations
@@ -17,16 +24,33 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from amr_dspy.bigcodebench import BIGCODEBENCH_NAMES, BIGCODEBENCH_SPECS
 from amr_dspy.errors import ConfigError, DataError
 from amr_dspy.rows import file_rows
-from amr_dspy.testcases import CallTest, TestCase
+from amr_dspy.stubs import mbpp_stub
+from amr_dspy.testcases import CallTest, Dataset, TestCase
 
-__all__ = ["Dataset", "Task", "FieldMap", "load_tasks", "mbpp_split", "evalplus_problems", "BENCHMARK_SPECS"]
+__all__ = [
+    "Dataset",
+    "Task",
+    "FieldMap",
+    "load_tasks",
+    "mbpp_split",
+    "evalplus_problems",
+    "hidden_test_set",
+    "benchmark_name",
+    "BENCHMARK_NAMES",
+    "BENCHMARK_SPECS",
+]
 
-Dataset = Literal["mbpp", "humaneval"]
 Split = Literal["train", "dev", "test"]
 
-BENCHMARK_SPECS = ("mbpp+", "mbpp+:train", "mbpp+:dev", "mbpp+:test", "humaneval+")
+BENCHMARK_NAMES = ("mbpp+", "mbpp+stub", "humaneval+", *BIGCODEBENCH_NAMES)
+BENCHMARK_SPECS = (
+    *(f"{name}{split}" for name in ("mbpp+", "mbpp+stub") for split in ("", ":train", ":dev", ":test")),
+    "humaneval+",
+    *BIGCODEBENCH_SPECS,
+)
 
 _MBPP_FILE = "MbppPlus-v0.2.0.jsonl.gz"
 _PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -38,14 +62,15 @@ class Task(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     task_id: str
-    instruction: str  # exactly what the teacher may see
+    instruction: str  # the raw prompt, all the teacher may see; programs frame a bare stub (amr_dspy.framing)
     entry_point: str | None = None
     tests: list[TestCase] = Field(default_factory=list, repr=False)
     dataset: Dataset | None = None  # selects evalplus's per-dataset comparison special cases
-    source: str  # "mbpp+", "humaneval+", a file path or "hf:NAME"
+    source: str  # "mbpp+", "mbpp+stub", "humaneval+", "bigcodebench[-complete]", a file path or "hf:NAME"
     split: str | None = None
     # The program evalplus runs for ground truth (for HumanEval+ the prompt plus the body).
     canonical_solution: str | None = Field(default=None, repr=False)
+    excluded: str | None = None  # why scoring leaves this task out (amr_dspy/data/bigcodebench_exclusions.json)
 
     @property
     def base_tests(self) -> list[TestCase]:
@@ -74,6 +99,24 @@ def mbpp_split(task_id: str) -> Split:
     return "dev" if n >= 511 else "test"
 
 
+def hidden_test_set(spec: str) -> str:
+    """The benchmark spec whose tasks and hidden tests ``spec`` uses: ``mbpp+stub:dev`` -> ``mbpp+:dev``,
+    ``bigcodebench-complete:dev@core`` -> ``bigcodebench:dev@core``.
+
+    Runs with the same hidden test set are paired task by task, whichever way the instructions were written.
+    """
+    name, sep, split = spec.strip().partition(":")
+    base, at, subset = name.partition("@")
+    prose = {"mbpp+stub": "mbpp+", "bigcodebench-complete": "bigcodebench"}.get(base, base)
+    return f"{prose}{at}{subset}{sep}{split}"
+
+
+def benchmark_name(spec: str) -> str | None:
+    """The benchmark a spec names (``bigcodebench:dev@core`` -> ``bigcodebench``); None for files and ``hf:``."""
+    name = spec.strip().partition(":")[0].partition("@")[0]
+    return name if name in BENCHMARK_NAMES else None
+
+
 def load_tasks(
     spec: str,
     *,
@@ -81,7 +124,8 @@ def load_tasks(
     field_map: FieldMap | dict[str, Any] | None = None,
     **fields: str | None,
 ) -> list[Task]:
-    """Load ``mbpp+[:train|dev|test]``, ``humaneval+``, ``hf:NAME[:SPLIT]`` or a plain instruction file.
+    """Load ``mbpp+[stub][:train|dev|test]``, ``humaneval+``, ``bigcodebench[-complete][:split][@subset]``,
+    ``hf:NAME[:SPLIT]`` or a plain instruction file.
 
     ``fields`` (``instruction_field=...``, ``id_field=...``, ...) override ``field_map`` for plain files.
     """
@@ -90,16 +134,21 @@ def load_tasks(
     fmap = _field_map(field_map, fields)
     spec = spec.strip()
     name, _, split = spec.partition(":")
-    if name in ("mbpp+", "humaneval+"):
-        tasks: Iterable[Task] = _benchmark_tasks(name, split or None, spec)
+    if benchmark_name(spec) in BIGCODEBENCH_NAMES:
+        from amr_dspy.bigcodebench import bigcodebench_tasks
+
+        tasks: Iterable[Task] = bigcodebench_tasks(spec)
+    elif name in BENCHMARK_NAMES:
+        tasks = _benchmark_tasks(name, split or None, spec)
     elif spec.startswith("hf:"):
         tasks = _hf_tasks(spec[3:], fmap)
     elif Path(spec).is_file():
         tasks = _file_tasks(Path(spec), fmap)
     else:
         raise ConfigError(
-            f"unknown benchmark {spec!r}: expected mbpp+[:train|dev|test], humaneval+, hf:NAME[:SPLIT] "
-            "or an existing file"
+            f"unknown benchmark {spec!r}: expected mbpp+[:train|dev|test], mbpp+stub[:train|dev|test], humaneval+, "
+            "bigcodebench[:train|dev|test][@stdlib|core|full], bigcodebench-complete[:train|dev|test]"
+            "[@stdlib|core|full], hf:NAME[:SPLIT] or an existing file"
         )
     out = list(tasks)
     return out if limit is None else out[:limit]
@@ -117,7 +166,9 @@ def _field_map(field_map: FieldMap | dict[str, Any] | None, fields: dict[str, st
 # evalplus benchmarks
 
 
-def evalplus_problems(dataset: Dataset) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+def evalplus_problems(
+    dataset: Literal["mbpp", "humaneval"],
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """evalplus's problems and ground truth (``get_groundtruth``, cached where evalplus caches it)."""
     _point_evalplus_at_data()
     from evalplus.data import (
@@ -143,7 +194,7 @@ def evalplus_problems(dataset: Dataset) -> tuple[dict[str, dict[str, Any]], dict
 
 
 def _benchmark_tasks(name: str, split: str | None, spec: str) -> Iterator[Task]:
-    dataset: Dataset = "mbpp" if name == "mbpp+" else "humaneval"
+    dataset: Literal["mbpp", "humaneval"] = "humaneval" if name == "humaneval+" else "mbpp"
     valid = ("train", "dev", "test") if dataset == "mbpp" else ("test",)
     if split is not None and split not in valid:
         raise ConfigError(f"unknown split in benchmark {spec!r}: expected one of {', '.join(valid)}")
@@ -171,9 +222,12 @@ def _benchmark_tasks(name: str, split: str | None, spec: str) -> Iterator[Task]:
                         plus=kind == "plus",
                     )
                 )
-        # evalplus's instruct-model prompt is ``task["prompt"].strip() + "\n"`` (codegen.py).
-        instruction = problem["prompt"].strip() + "\n"
+        # evalplus's raw prompt, ``task["prompt"].strip() + "\n"``; for HumanEval+ a bare stub, which the programs
+        # frame as evalplus's chat code generation does (an instruction line, the stub in a fenced block).
         solution = problem["canonical_solution"]
+        instruction = problem["prompt"].strip() + "\n"
+        if name == "mbpp+stub":  # the same task asked completion-style, from the solution's own signature
+            instruction = mbpp_stub(problem["prompt"], solution, problem["entry_point"])
         yield Task(
             task_id=task_id,
             instruction=instruction,

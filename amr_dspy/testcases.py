@@ -7,8 +7,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "Dataset",
     "CallTest",
     "AssertTest",
+    "UnitTestModule",
     "TestCase",
     "Status",
     "TestOutcome",
@@ -17,6 +19,7 @@ __all__ = [
 ]
 
 Status = Literal["passed", "failed", "error", "timeout", "memory", "skipped"]
+Dataset = Literal["mbpp", "humaneval", "bigcodebench"]
 
 
 class CallTest(BaseModel):
@@ -42,7 +45,25 @@ class AssertTest(BaseModel):
     plus: bool = False
 
 
-TestCase = Annotated[CallTest | AssertTest, Field(discriminator="kind")]
+class UnitTestModule(BaseModel):
+    """A unittest module run in the solution's own module namespace (BigCodeBench): one outcome per test method.
+
+    The methods of ``test_class`` run in one child, in a fresh scratch directory, within ``time_limit_s`` for
+    the module and all its methods together (BigCodeBench times the whole suite). A ``ModuleNotFoundError`` for a
+    module named in ``libraries`` (the task's libraries and the test module's own imports) that is not installed
+    is the environment's fault, not the solution's: it is reported as ``skipped`` with the module's name.
+    """
+
+    kind: Literal["unittest"] = "unittest"
+    name: str
+    source: str
+    test_class: str = "TestCases"
+    libraries: list[str] = Field(default_factory=list)
+    time_limit_s: float = 60.0
+    plus: bool = False
+
+
+TestCase = Annotated[CallTest | AssertTest | UnitTestModule, Field(discriminator="kind")]
 
 
 class TestOutcome(BaseModel):
@@ -51,6 +72,7 @@ class TestOutcome(BaseModel):
     status: Status
     message: str | None = None  # assertion/mismatch message, "ExcType: msg", or why it was stopped
     plus: bool = False
+    missing_module: str | None = None  # skipped because this library is not installed (not the solution's fault)
 
 
 class ExecutionRequest(BaseModel):
@@ -60,7 +82,7 @@ class ExecutionRequest(BaseModel):
     entry_point: str | None = None
     tests: list[TestCase] = Field(default_factory=list)
     task_id: str | None = None  # evalplus has per-task comparison special cases (MBPP)
-    dataset: Literal["mbpp", "humaneval"] | None = None
+    dataset: Dataset | None = None
     fail_fast: bool = True  # stop at the first non-passing test, as evalplus does; the rest are "skipped"
 
 
@@ -81,3 +103,8 @@ class ExecutionResult(BaseModel):
 
     def first_failure(self) -> TestOutcome | None:
         return next((o for o in self.outcomes if o.status not in ("passed", "skipped")), None)
+
+    @property
+    def missing_modules(self) -> list[str]:
+        """Libraries whose absence kept tests from running: the run measured the environment, not the code."""
+        return sorted({o.missing_module for o in self.outcomes if o.missing_module})

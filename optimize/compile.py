@@ -60,6 +60,7 @@ __all__ = [
     "CompileEvent",
     "PhaseRecord",
     "CompileResult",
+    "check_compilable",
     "check_split_specs",
     "check_splits",
     "checkpoint_dir",
@@ -109,22 +110,45 @@ def checkpoint_dir(out: Path) -> Path:
 
 
 # --------------------------------------------------------------------------------------------
-# data guards
+# guards
+
+
+def check_compilable(variant: str) -> None:
+    """Refuse a variant with nothing for an optimizer to tune (``direct-plain`` sends a fixed prompt)."""
+    from amr_dspy.programs import build_program
+
+    if not build_program(variant).named_predictors():
+        raise ConfigError(f"{variant} has no predictors to compile")
+
+
+# benchmarks with train/dev/test splits, by spec name, and how the error messages call them
+_SPLIT_BENCHMARKS = {"mbpp+": "MBPP+", "mbpp+stub": "MBPP+", "bigcodebench": "BigCodeBench",
+                     "bigcodebench-complete": "BigCodeBench"}  # fmt: skip
+
+
+def _name_split(spec: str) -> tuple[str, str, str]:
+    """``bigcodebench:dev@core`` -> (``bigcodebench``, ``dev``, ``@core``)."""
+    base, at, subset = spec.partition("@")
+    name, _, split = base.partition(":")
+    return name, split, f"{at}{subset}"
 
 
 def check_split_specs(train: str, dev: str) -> None:
-    """Refuse held-out data before anything is loaded: never tune on HumanEval+ or MBPP+ test."""
+    """Refuse held-out data before anything is loaded: never tune on HumanEval+, MBPP+ test or BigCodeBench test
+    (prose or stubs, any subset)."""
     train, dev = train.strip(), dev.strip()
     for option, spec in (("--train", train), ("--dev", dev)):
-        name, _, split = spec.partition(":")
+        name, split, subset = _name_split(spec)
         if name == "humaneval+":
             raise ConfigError(f"{option} {spec}: HumanEval+ is held out for testing; never compile on it")
-        if name == "mbpp+" and split in ("", "test"):
+        if name in _SPLIT_BENCHMARKS and split in ("", "test"):
             raise ConfigError(
-                f"{option} {spec}: includes the held-out MBPP+ test split; use --train mbpp+:train --dev mbpp+:dev"
+                f"{option} {spec}: includes the held-out {_SPLIT_BENCHMARKS[name]} test split; "
+                f"use --train {name}:train{subset} --dev {name}:dev{subset}"
             )
-    if train == "mbpp+:dev":
-        raise ConfigError("--train mbpp+:dev: demos must come from the train split; use --train mbpp+:train")
+    name, split, subset = _name_split(train)
+    if name in _SPLIT_BENCHMARKS and split == "dev":
+        raise ConfigError(f"--train {train}: demos must come from the train split; use --train {name}:train{subset}")
     if train == dev:
         raise ConfigError(f"--train and --dev are both {train}; the dev score needs tasks kept out of training")
 
@@ -645,6 +669,7 @@ def compile_program(
     from amr_dspy.metric import task_to_example
     from amr_dspy.programs import build_program
 
+    check_compilable(variant)
     check_splits(trainset, devset)
     emit = on_event or (lambda event: None)
     options = dict(program_options or {})

@@ -270,3 +270,19 @@ def test_compile_command_prints_the_summary_and_writes_the_artifact(
 
     refused = CliRunner().invoke(app, ["compile", "--train", "humaneval+", "--out", str(tmp_path / "h.json")])
     assert isinstance(refused.exception, ConfigError) and "HumanEval+ is held out" in str(refused.exception)
+
+
+def test_direct_plain_has_nothing_to_compile(tmp_path: Path, metric: ExecutionMetric,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    out = tmp_path / "direct-plain.json"
+    with pytest.raises(ConfigError, match=r"^direct-plain has no predictors to compile$"):
+        compile_program("direct-plain", load_recipe("bootstrap"), TRAIN, DEV, out, metric=metric, teacher=TEACHER)
+
+    def no_teacher(spec: object) -> None:
+        raise AssertionError("the refusal must come before any teacher starts")
+
+    monkeypatch.setattr(compile_cli, "teacher_session", no_teacher)
+    refused = CliRunner().invoke(app, ["compile", "--variant", "direct-plain", "--out", str(out)])
+    assert isinstance(refused.exception, ConfigError), refused.output
+    assert str(refused.exception) == "direct-plain has no predictors to compile"
+    assert not out.exists() and not out.with_name(f"{out.name}.checkpoint").exists()

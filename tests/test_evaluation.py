@@ -302,6 +302,35 @@ def test_cli_eval_runs_a_variant_with_a_stand_in_teacher(
     assert set(read_samples(out / "samples.jsonl")) == {t.task_id for t in fixture_tasks}
 
 
+def test_cli_eval_runs_direct_plain_and_meters_its_calls(
+    cli: CliRunner, fixture_tasks: list[Task], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import amr_dspy.cli.eval as eval_cli
+    from amr_dspy.cli import app
+    from tests.plain_teacher import COMPLETION_TOKENS, PROMPT_TOKENS, PlainTeacher
+
+    teacher = PlainTeacher({"def digit_sum": f"```python\n{fixture_tasks[0].canonical_solution}```"})
+
+    @contextmanager
+    def fake_session(spec: object) -> Iterator[dspy.LM]:
+        with dspy.context(lm=teacher):
+            yield teacher
+
+    monkeypatch.setattr(eval_cli, "teacher_session", fake_session)
+    out = tmp_path / "run"
+    args = ["eval", "--variant", "direct-plain", "--benchmark", "humaneval+", "--teacher", "local", "--threads", "2",
+            "--out", str(out)]  # fmt: skip
+    result = cli.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "results.json").read_text())
+    assert data["variant"] == "direct-plain" and [t["failure"] for t in data["tasks"]] == [None, "no_code", "no_code"]
+    assert [(t["lm_calls"], t["uncached_lm_calls"]) for t in data["tasks"]] == [(1, 1)] * 3
+    assert (data["prompt_tokens"], data["completion_tokens"]) == (3 * PROMPT_TOKENS, 3 * COMPLETION_TOKENS)
+    assert sorted(len(messages) for messages in teacher.sent) == [1, 1, 1]
+    predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert all(p["framed_instruction"].startswith("Complete the following Python function.") for p in predictions)
+
+
 def test_bench_sandbox_runs_the_same_tests_on_both_executors(fixture_tasks: list[Task], sandbox: Sandbox) -> None:
     from amr_dspy.evaluation import bench_sandbox, bench_table
 

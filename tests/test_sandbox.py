@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import textwrap
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -13,12 +14,14 @@ import pytest
 
 from amr_dspy.errors import SandboxError
 from amr_dspy.sandbox import Sandbox, SandboxLimits, run_once
-from amr_dspy.testcases import AssertTest, CallTest, ExecutionRequest, ExecutionResult
+from amr_dspy._sandbox_worker import SANDBOX_UID_BASE
+from amr_dspy.testcases import AssertTest, CallTest, ExecutionRequest, ExecutionResult, UnitTestModule
 from tests.sandbox_helpers import (
     alive,
     assert_clean_shutdown,
     descendants_of,
     normal_request,
+    processes_of_uid,
     request_processes,
     sandbox_processes,
     wait_until,
@@ -319,3 +322,254 @@ def test_run_once_and_close_leave_nothing_behind() -> None:
     with pytest.raises(SandboxError, match="after close"):
         box.run(normal_request())
     assert run_once(normal_request()).passed
+
+
+# --------------------------------------------------------------------------------------------
+# unittest modules (BigCodeBench)
+
+UNIT_LIMITS = SandboxLimits(max_processes=4)
+UNIT_WORKERS: set[int] = set()
+SQUARE = "def task_func(x):\n    return x * x\n"
+
+
+@pytest.fixture(scope="module")
+def unit_sandbox() -> Iterator[Sandbox]:
+    box = Sandbox(UNIT_LIMITS, workers=1)  # one worker: consecutive requests run in the same worker
+    UNIT_WORKERS.update(box.worker_pids)
+    yield box
+    assert_clean_shutdown(box, UNIT_WORKERS)
+
+
+def unit(code: str, methods: str, *, libraries: tuple[str, ...] = (), time_limit_s: float = 10.0,
+         header: str = "import unittest\n") -> ExecutionRequest:  # fmt: skip
+    source = f"{header}class TestCases(unittest.TestCase):\n" + textwrap.indent(textwrap.dedent(methods), "    ")
+    test = UnitTestModule(name="TestCases", source=source, libraries=list(libraries), time_limit_s=time_limit_s)
+    return ExecutionRequest(code=code, entry_point="task_func", tests=[test], dataset="bigcodebench")
+
+
+def by_name(result: ExecutionResult) -> dict[str, tuple[str, str | None]]:
+    return {o.name: (o.status, o.message) for o in result.outcomes}
+
+
+def test_unittest_module_has_one_outcome_per_method(unit_sandbox: Sandbox) -> None:
+    methods = """
+    def test_b_three(self):
+        self.assertEqual(task_func(3), 9)
+    def test_a_two(self):
+        print('two')
+        self.assertEqual(task_func(2), 4)
+    def helper(self):
+        raise AssertionError('not a test')
+    """
+    result = unit_sandbox.run(unit(SQUARE, methods))
+    assert [(o.name, o.status) for o in result.outcomes] == [("test_a_two", "passed"), ("test_b_three", "passed")]
+    assert result.passed and result.stdout == "two\n" and not result.missing_modules
+
+
+def test_unittest_failures_errors_and_skips_are_told_apart(unit_sandbox: Sandbox) -> None:
+    code = "def task_func(x):\n    if x < 0:\n        raise ValueError('negative')\n    return x * x\n"
+    methods = """
+    def test_fails(self):
+        self.assertEqual(task_func(3), 10)
+    def test_solution_raises(self):
+        task_func(-1)
+    def test_subtest(self):
+        for x in (1, 2):
+            with self.subTest(x=x):
+                self.assertEqual(task_func(x), 1)
+    def test_skipped_by_itself(self):
+        self.skipTest('needs a display')
+    def test_passes(self):
+        self.assertEqual(task_func(0), 0)
+    """
+    result = unit_sandbox.run(unit(code, methods))
+    outcomes = by_name(result)
+    assert outcomes["test_fails"] == ("failed",
+                                      "AssertionError: 9 != 10 (test line 5: self.assertEqual(task_func(3), 10))")
+    assert outcomes["test_solution_raises"] == ("error",
+                                                "ValueError: negative (solution line 3: raise ValueError('negative'))")
+    assert outcomes["test_subtest"][0] == "failed" and "4 != 1" in outcomes["test_subtest"][1]
+    assert outcomes["test_skipped_by_itself"] == ("passed", "skipped by the test: needs a display")  # as BigCodeBench
+    assert outcomes["test_passes"] == ("passed", None)
+    assert not result.passed and result.first_failure().name == "test_fails"
+
+
+def test_unittest_module_time_limit_covers_all_methods(unit_sandbox: Sandbox) -> None:
+    methods = """
+    def test_a_quick(self):
+        pass
+    def test_b_slow(self):
+        time.sleep(0.4)
+    def test_c_spins(self):
+        while True:
+            pass
+    def test_d_never_runs(self):
+        pass
+    """
+    result = unit_sandbox.run(unit(SQUARE, methods, time_limit_s=0.8, header="import time, unittest\n"))
+    assert by_name(result) == {
+        "test_a_quick": ("passed", None),
+        "test_b_slow": ("passed", None),
+        "test_c_spins": ("timeout", "exceeded the time limit of 0.8s"),
+        "test_d_never_runs": ("skipped", "not run: exceeded the time limit of 0.8s"),
+    }
+
+
+def test_unittest_method_that_swallows_the_timeout_is_killed(unit_sandbox: Sandbox) -> None:
+    methods = """
+    def test_a(self):
+        pass
+    def test_b_swallows(self):
+        while True:
+            try:
+                while True:
+                    pass
+            except BaseException:
+                pass
+    def test_c(self):
+        pass
+    """
+    result = unit_sandbox.run(unit(SQUARE, methods, time_limit_s=0.5))
+    assert [o.status for o in result.outcomes] == ["passed", "timeout", "skipped"]
+    assert result.outcomes[1].message == "exceeded the time limit of 0.5s (killed)"
+    assert not result.crashed
+
+
+def test_unittest_fixture_errors_and_broken_modules(unit_sandbox: Sandbox) -> None:
+    methods = """
+    @classmethod
+    def setUpClass(cls):
+        raise RuntimeError('no fixture')
+    def test_x(self):
+        pass
+    """
+    result = unit_sandbox.run(unit(SQUARE, methods))
+    assert by_name(result) == {
+        "test_x": ("skipped", "not run"),
+        "setUpClass (__test__.TestCases)": ("error",
+                                            "RuntimeError: no fixture (test line 6: raise RuntimeError('no fixture'))"),
+    }
+    broken = unit_sandbox.run(unit(SQUARE, "def test_x(self):\n    pass\n", header="import unittest\nundefined_name\n"))
+    assert by_name(broken) == {
+        "TestCases": ("error", "the test module failed to load: NameError: name 'undefined_name' is not defined "
+                               "(test line 2: undefined_name)"),
+    }
+    nothing = ExecutionRequest(code=SQUARE, tests=[UnitTestModule(name="TestCases", source="x = 1\n")])
+    assert by_name(unit_sandbox.run(nothing)) == {
+        "TestCases": ("error", "the test module defines no unittest.TestCase class 'TestCases'")
+    }
+
+
+def test_unittest_runs_in_one_module_named_as_bigcodebench_does(unit_sandbox: Sandbox) -> None:
+    code = "import json\ndef helper():\n    return 1\ndef task_func():\n    return helper() + 1\n"
+    methods = """
+    def test_module(self):
+        self.assertEqual(__name__, '__test__')
+        self.assertIs(sys.modules['__test__'].task_func, task_func)
+        self.assertEqual(json.dumps(1), '1')  # the solution's imports are the tests' too
+    @patch('__test__.helper', return_value=41)
+    def test_patch_the_solution(self, helper):
+        self.assertEqual(task_func(), 42)
+    def test_environment(self):
+        self.assertEqual((os.environ['MPLBACKEND'], os.environ['TZ'], time.tzname[0]), ('Agg', 'UTC', 'UTC'))
+        self.assertEqual(os.getcwd(), os.environ['HOME'])
+    """
+    result = unit_sandbox.run(unit(code, methods, header="import time, unittest\nfrom unittest.mock import patch\n"))
+    assert result.passed, result.outcomes
+
+
+def test_a_missing_library_skips_instead_of_failing(unit_sandbox: Sandbox) -> None:
+    lib = "amr_dspy_not_installed_lib"
+    in_tests = unit_sandbox.run(unit(SQUARE, "def test_x(self):\n    pass\n", libraries=(lib,),
+                                     header=f"import unittest\nimport {lib}.sub\n"))  # fmt: skip
+    assert [(o.name, o.status, o.missing_module) for o in in_tests.outcomes] == [("TestCases", "skipped", lib)]
+    assert in_tests.missing_modules == [lib] and in_tests.first_failure() is None and not in_tests.passed
+    in_solution = unit_sandbox.run(unit(f"import {lib}\n" + SQUARE, "def test_x(self):\n    pass\n", libraries=(lib,)))
+    assert [(o.status, o.missing_module) for o in in_solution.outcomes] == [("skipped", lib)]
+    assert in_solution.outcomes[0].message == f"the solution needs {lib}, which is not installed here"
+    methods = f"def test_lazy(self):\n    import {lib}\ndef test_other(self):\n    pass\n"
+    lazy = unit_sandbox.run(unit(SQUARE, methods, libraries=(lib,)))
+    assert by_name(lazy) == {"test_lazy": ("skipped", f"needs {lib}, which is not installed here"),
+                             "test_other": ("passed", None)}  # fmt: skip
+
+
+def test_a_module_the_task_does_not_name_or_that_is_installed_is_an_error(unit_sandbox: Sandbox) -> None:
+    unnamed = unit_sandbox.run(unit("import amr_dspy_unlisted_lib\n" + SQUARE, "def test_x(self):\n    pass\n"))
+    assert [o.status for o in unnamed.outcomes] == ["error"] and not unnamed.missing_modules
+    assert "ModuleNotFoundError: No module named 'amr_dspy_unlisted_lib'" in unnamed.outcomes[0].message
+    forged = "def test_x(self):\n    raise ModuleNotFoundError('no json', name='json')\n"
+    result = unit_sandbox.run(unit(SQUARE, forged, libraries=("json",)))
+    assert [(o.status, o.missing_module) for o in result.outcomes] == [("error", None)]
+    assert "json is installed" in result.outcomes[0].message
+
+
+def test_each_task_gets_fresh_scratch_directories(unit_sandbox: Sandbox) -> None:
+    write = """
+    def test_write(self):
+        for folder in ('.', '/tmp', '/dev/shm', tempfile.gettempdir()):
+            with open(os.path.join(folder, 'left-behind.txt'), 'w') as handle:
+                handle.write('from the last task')
+        os.makedirs('/tmp/a/b')
+        print(os.getcwd())
+    """
+    read = """
+    def test_read(self):
+        print(os.getcwd())
+        self.assertEqual(os.listdir('.'), [])
+        for folder in ('/tmp', '/dev/shm'):
+            self.assertFalse(os.path.exists(os.path.join(folder, 'left-behind.txt')), folder)
+        self.assertFalse(os.path.exists('/tmp/a'))
+    """
+    first = unit_sandbox.run(unit(SQUARE, write, header="import tempfile, unittest\n"))
+    second = unit_sandbox.run(unit(SQUARE, read))
+    assert first.passed and second.passed, (first.outcomes, second.outcomes)
+    assert first.stdout != second.stdout  # a new work dir per task, removed after it
+    assert not os.path.exists(first.stdout.strip())
+
+
+def test_unittest_tasks_may_start_a_few_processes_and_threads(unit_sandbox: Sandbox) -> None:
+    if unit_sandbox.isolation["uid_drop"] is not True:
+        pytest.skip("processes are allowed only under the sandbox uid (root)")
+    methods = """
+    def test_subprocess(self):
+        self.assertEqual(subprocess.run(['echo', 'hi'], capture_output=True, text=True).stdout, 'hi\\n')
+        python = subprocess.run(['python', '-c', 'print(6 * 7)'], capture_output=True, text=True)
+        self.assertEqual(python.stdout, '42\\n')
+    def test_thread(self):
+        box = []
+        worker = threading.Thread(target=box.append, args=(1,))
+        worker.start(); worker.join()
+        self.assertEqual(box, [1])
+    def test_but_not_many(self):
+        started = []
+        with self.assertRaises(BlockingIOError):
+            for _ in range(8):
+                started.append(subprocess.Popen(['sleep', '30']))
+        for child in started:
+            child.kill()
+            child.wait()
+        self.assertEqual(len(started), 4)
+    """
+    result = unit_sandbox.run(unit(SQUARE, methods, header="import subprocess, threading, unittest\n"))
+    assert result.passed, result.outcomes
+    plain = unit_sandbox.run(ExecutionRequest(code="import posix\n", tests=[AssertTest(name="t", code="posix.fork()")]))
+    assert plain.outcomes[0].status == "error"  # other requests still start no process at all
+
+
+def test_processes_left_running_are_killed_after_the_task(unit_sandbox: Sandbox) -> None:
+    if unit_sandbox.isolation["uid_drop"] is not True:
+        pytest.skip("processes are allowed only under the sandbox uid (root)")
+    methods = """
+    def test_escape(self):
+        subprocess.Popen(['sleep', '300'], start_new_session=True)
+    """
+    (worker,) = unit_sandbox.worker_pids
+    assert unit_sandbox.run(unit(SQUARE, methods, header="import subprocess, unittest\n")).passed
+    assert wait_until(lambda: not processes_of_uid(SANDBOX_UID_BASE + worker), 5.0)
+
+
+def test_a_request_cannot_mix_unittest_modules_with_other_tests(unit_sandbox: Sandbox) -> None:
+    request = unit(SQUARE, "def test_x(self):\n    pass\n")
+    request.tests.append(AssertTest(name="a", code="x = 1"))
+    with pytest.raises(SandboxError, match="mixes unittest modules with other tests"):
+        unit_sandbox.run(request)

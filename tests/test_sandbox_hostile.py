@@ -7,14 +7,17 @@ import os
 import shutil
 import socket
 import tempfile
+import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from amr_dspy._sandbox_worker import SANDBOX_UID_BASE
 from amr_dspy.sandbox import Sandbox, SandboxLimits
-from amr_dspy.testcases import AssertTest, ExecutionRequest, ExecutionResult
-from tests.sandbox_helpers import assert_clean_shutdown, normal_request, request_processes
+from amr_dspy.testcases import AssertTest, ExecutionRequest, ExecutionResult, UnitTestModule
+from tests.sandbox_helpers import assert_clean_shutdown, normal_request, processes_of_uid, request_processes
 
 SECRET = "amr-dspy-fake-secret-7f3c"
 SEEN_WORKERS: set[int] = set()
@@ -229,3 +232,150 @@ def test_oversized_file_is_refused(sandbox: Sandbox) -> None:
 def test_the_harness_result_channel_cannot_be_forged_loosely(sandbox: Sandbox) -> None:
     result = attack(sandbox, "import posix\n", "posix.write(3, b'garbage\\n')")
     assert first(result) == ("error", "the code under test tampered with the harness's result channel (killed)")
+
+
+# --------------------------------------------------------------------------------------------
+# unittest modules (BigCodeBench): a lighter Python guard, a few processes allowed, the OS limits as above
+
+UNIT_WORKERS: set[int] = set()
+
+
+@pytest.fixture(scope="module")
+def unit_box() -> Iterator[Sandbox]:
+    box = Sandbox(SandboxLimits(memory_mb=384, max_processes=4), workers=1)
+    UNIT_WORKERS.update(box.worker_pids)
+    try:
+        yield box
+    finally:
+        assert_clean_shutdown(box, UNIT_WORKERS)
+
+
+def unit_attack(box: Sandbox, method: str, *, header: str = "import os, posix, unittest\n",
+                time_limit_s: float = 5.0) -> ExecutionResult:  # fmt: skip
+    """Run one hostile test method and a harmless one after it; afterwards the worker must still be the same,
+    nothing of the task may be left running, and a normal task must still pass."""
+    workers = box.worker_pids
+    source = (f"{header}class TestCases(unittest.TestCase):\n" + textwrap.indent(textwrap.dedent(method), "    ")
+              + "    def test_zz_after(self):\n        pass\n")  # fmt: skip
+    test = UnitTestModule(name="TestCases", source=source, time_limit_s=time_limit_s)
+    result = box.run(ExecutionRequest(code="def task_func():\n    return 1\n", tests=[test]))
+    assert not result.crashed and box.worker_pids == workers
+    assert not processes_of_uid(SANDBOX_UID_BASE + workers[0]) and not request_processes(box)
+    normal = UnitTestModule(name="TestCases", source="import unittest\nclass TestCases(unittest.TestCase):\n"
+                            "    def test_ok(self):\n        self.assertEqual(task_func(), 1)\n")  # fmt: skip
+    assert box.run(ExecutionRequest(code="def task_func():\n    return 1\n", tests=[normal])).passed
+    return result
+
+
+def unit_first(result: ExecutionResult) -> tuple[str, str]:
+    outcome = result.outcomes[0]
+    assert outcome.message, "every contained attack is reported with a reason"
+    return outcome.status, outcome.message
+
+
+def test_unittest_shell_cannot_touch_files_outside(unit_box: Sandbox, canary: Path) -> None:
+    method = f"""
+    def test_attack(self):
+        self.assertNotEqual(os.system('echo dead > {canary}'), 0)
+        self.assertNotEqual(os.system('rm {canary}'), 0)
+        self.assertNotEqual(os.system('rm -r {canary.parent}'), 0)
+    """
+    result = unit_attack(unit_box, method)
+    assert [o.status for o in result.outcomes] == ["passed", "passed"], result.outcomes  # the shell was refused
+
+
+@pytest.mark.parametrize(
+    "wreck",
+    ["os.remove({path!r})", "shutil.rmtree({folder!r})", "os.rename({path!r}, 'mine.txt')",
+     "posix.unlink({path!r})", "open({path!r}, 'w').write('dead')"],
+)  # fmt: skip
+def test_unittest_code_cannot_change_files_outside_the_scratch_dirs(unit_box: Sandbox, canary: Path,
+                                                                    wreck: str) -> None:  # fmt: skip
+    attack = wreck.format(path=str(canary), folder=str(canary.parent))
+    result = unit_attack(unit_box, f"def test_attack(self):\n    {attack}\n",
+                         header="import os, posix, shutil, unittest\n")  # fmt: skip
+    status, message = unit_first(result)
+    assert status == "error", message
+    if not canary.parent.name.startswith(".canary-"):  # under /tmp: hidden behind the worker's private /tmp
+        assert message.startswith("FileNotFoundError"), message
+    elif wreck.startswith(("os.", "shutil.")):  # in sight: refused by the guard before the OS is asked
+        assert message.startswith("PermissionError: [Errno 13] sandbox: "), message
+    else:  # in sight, but not the sandbox uid's
+        assert message.startswith("PermissionError"), message
+    assert result.outcomes[1].status == "passed"
+
+
+@pytest.mark.parametrize(
+    "bomb",
+    ["while True:\n        os.fork()",
+     "while True:\n        threading.Thread(target=time.sleep, args=(30,)).start()",
+     "while True:\n        subprocess.Popen(['sleep', '30'], start_new_session=True)"],
+)  # fmt: skip
+def test_unittest_fork_bomb_hits_the_process_limit(unit_box: Sandbox, bomb: str) -> None:
+    method = f"def test_attack(self):\n    {bomb}\n"
+    result = unit_attack(unit_box, method, header="import os, subprocess, threading, time, unittest\n")
+    status, message = unit_first(result)
+    assert status == "error", message
+    assert message.startswith(("BlockingIOError", "RuntimeError: can't start new thread",
+                               "the code under test tampered")), message  # fmt: skip
+
+
+def test_unittest_processes_cannot_outlive_their_task(unit_box: Sandbox) -> None:
+    late = "subprocess.Popen(['sh', '-c', 'sleep 1; echo late > /tmp/late.txt'], start_new_session=True)"
+    assert unit_attack(unit_box, f"def test_attack(self):\n    {late}\n",
+                       header="import subprocess, unittest\n").passed  # fmt: skip
+    time.sleep(1.5)
+    check = "def test_attack(self):\n    self.assertFalse(os.path.exists('/tmp/late.txt'))\n"
+    assert unit_attack(unit_box, check).passed
+
+
+def test_unittest_cannot_signal_the_worker_or_the_host(unit_box: Sandbox) -> None:
+    for target in ("os.getppid()", "1", str(os.getpid())):
+        result = unit_attack(unit_box, f"def test_attack(self):\n    os.kill({target}, signal.SIGKILL)\n",
+                             header="import os, signal, unittest\n")  # fmt: skip
+        status, message = unit_first(result)
+        assert status == "error" and message.startswith(("PermissionError", "ProcessLookupError")), message
+    assert os.getpid() > 0
+
+
+def test_unittest_loopback_is_its_own(unit_box: Sandbox) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.setblocking(False)
+        port = server.getsockname()[1]
+        method = f"""
+        def test_attack(self):
+            socket.create_connection(('127.0.0.1', {port}), timeout=2).close()
+        def test_own_server(self):
+            with socket.socket() as own:
+                own.bind(('localhost', 0))
+                own.listen()
+                socket.create_connection(own.getsockname(), timeout=2).close()
+        """
+        result = unit_attack(unit_box, method, header="import socket, unittest\n")
+        status, message = unit_first(result)
+        assert status == "error" and message.startswith("ConnectionRefusedError"), message  # nothing of ours there
+        assert [o.status for o in result.outcomes[1:]] == ["passed", "passed"]
+        with pytest.raises(BlockingIOError):
+            server.accept()  # nobody ever connected
+
+
+def test_unittest_environment_holds_no_secret(unit_box: Sandbox) -> None:
+    assert os.environ["AMR_DSPY_FAKE_SECRET"] == SECRET
+    method = f"""
+    def test_attack(self):
+        print(sorted(os.environ))
+        self.assertNotIn({SECRET!r}, str(os.environ))
+    """
+    result = unit_attack(unit_box, method)
+    assert result.passed, result.outcomes
+    names = ["HOME", "LANG", "MKL_NUM_THREADS", "MPLBACKEND", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PATH",
+             "TMPDIR", "TZ"]  # fmt: skip
+    assert result.stdout == f"{names}\n"
+
+
+def test_unittest_result_channel_cannot_be_forged_loosely(unit_box: Sandbox) -> None:
+    result = unit_attack(unit_box, "def test_attack(self):\n    posix.write(3, b'garbage\\n')\n")
+    assert unit_first(result) == ("error", "the code under test tampered with the harness's result channel (killed)")
+    assert result.outcomes[1].status == "skipped"

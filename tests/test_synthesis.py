@@ -210,6 +210,23 @@ def test_usage_counts_every_call_and_cached_calls_count_no_tokens(fake: FakeOpen
     assert again.response == first.response
 
 
+def test_a_stub_is_framed_for_the_program_and_the_verifier_and_kept_raw_in_the_record(
+    fake: FakeOpenAI, sandbox: Sandbox
+) -> None:
+    from amr_dspy.framing import frame_instruction
+
+    stub = 'def scale_up(x: int) -> int:\n    """Return x scaled up."""\n'
+    program, _ = load_program("direct", None)
+    stub_item = InputItem(id="h/0", instruction=stub, where="unit.jsonl:1", entry_point="scale_up")
+    with teacher(fake):
+        record = synthesize_record(stub_item, program, None, settings=settings(), executor=sandbox).record
+    framed = frame_instruction(stub, "scale_up")
+    assert record.instruction == stub and record.framed_instruction == framed != stub
+    assert record.verified and record.verification.n_tests == 2
+    seen = [r["instruction"] for r in fake.requests if "scale_up" in r["instruction"]]
+    assert seen == [framed.strip()] * 2  # the answer and the unit tests were both asked with the framed text
+
+
 def test_code_failing_its_unit_tests_is_recorded_and_grows_nothing(
     fake: FakeOpenAI, sandbox: Sandbox, library: Library
 ) -> None:

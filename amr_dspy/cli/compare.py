@@ -56,7 +56,7 @@ def compare_command(
         ),
     ] = None,
     benchmark: Annotated[
-        str, typer.Option("--benchmark", "-b", help="mbpp+:test, mbpp+:dev, mbpp+:train, mbpp+ or humaneval+.")
+        str, typer.Option("--benchmark", "-b", help="mbpp+[:test|dev|train], mbpp+stub[:test|dev|train] or humaneval+.")
     ] = "mbpp+:test",
     baseline: Annotated[
         str | None,
@@ -84,7 +84,7 @@ def compare_command(
     threads: Annotated[
         int,
         typer.Option(min=1, help="Tasks run through a program in parallel (dspy.Evaluate "
-                     "threads); the local teacher takes their calls one at a time, by prompt prefix."),  # fmt: skip
+                     "threads); the local teacher takes as many calls at once as it has slots, by prompt prefix."),  # fmt: skip
     ] = 8,
     workers: Annotated[int, typer.Option(min=1, help="Sandbox worker processes executing solutions.")] = 2,
     resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for the intervals.")] = 10_000,
@@ -181,7 +181,7 @@ def _run_variants(
 ) -> list[EvalRun]:
     """Run every variant on the same tasks under one teacher session, so coinciding LM calls share DSPy's cache."""
     from amr_dspy.compare import load_eval_dir, variant_dir
-    from amr_dspy.evaluation import evalplus_limits
+    from amr_dspy.evaluation import execution_limits
     from amr_dspy.sandbox import Sandbox
     from amr_dspy.tasks import load_tasks
 
@@ -200,7 +200,7 @@ def _run_variants(
             pending.append((entry, d))
     if pending:
         library_handle = _open_library(library) if library is not None else None
-        with Sandbox(evalplus_limits(), workers=workers) as sandbox, teacher_session(spec) as _lm:
+        with Sandbox(execution_limits(tasks), workers=workers) as sandbox, teacher_session(spec) as _lm:
             for entry, d in pending:
                 _run_one(entry, d, tasks, sandbox, benchmark, spec, library_handle, guard, threads, fresh)
     return [load_eval_dir(d) for d in directories]

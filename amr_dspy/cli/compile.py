@@ -91,15 +91,17 @@ def compile_command(
 
     Scores the variant on --dev before and after; rerunning the same command resumes from the checkpoint.
     """
-    from amr_dspy.evaluation import evalplus_limits
+    from amr_dspy.evaluation import execution_limits
     from amr_dspy.metric import ExecutionMetric
     from amr_dspy.programs import VARIANTS
     from amr_dspy.sandbox import Sandbox
+    from amr_dspy.teacher import served_by
     from optimize.artifact import TeacherInfo
-    from optimize.compile import check_split_specs, compile_program
+    from optimize.compile import check_compilable, check_split_specs, compile_program
 
     if variant not in VARIANTS:
         raise ConfigError(f"--variant {variant}: unknown variant; known: {', '.join(VARIANTS)}")
+    check_compilable(variant)
     settings = parse_overrides(overrides or [])
     if threads is not None:
         settings["threads"] = threads
@@ -115,8 +117,9 @@ def compile_command(
         devset = load_tasks(dev, limit=dev_limit)
     module_library, library_id = _open_library(variant, library)
 
-    with Sandbox(evalplus_limits(), workers=workers) as sandbox, ExecutionMetric(sandbox) as metric:
-        with teacher_session(spec), _ProgressDisplay() as show_event:
+    limits = execution_limits([*trainset, *devset])
+    with Sandbox(limits, workers=workers) as sandbox, ExecutionMetric(sandbox) as metric:
+        with teacher_session(spec) as lm, _ProgressDisplay() as show_event:
             result = compile_program(
                 variant,
                 chosen,
@@ -124,7 +127,7 @@ def compile_command(
                 devset,
                 out,
                 metric=metric,
-                teacher=TeacherInfo.from_spec(spec),
+                teacher=TeacherInfo.from_spec(spec, served_by(lm)),
                 train_spec=train if train_limit is None else f"{train} (first {train_limit})",
                 dev_spec=dev if dev_limit is None else f"{dev} (first {dev_limit})",
                 program_options={"library": module_library, "executor": sandbox, "guard": guard},

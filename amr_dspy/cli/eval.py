@@ -1,4 +1,4 @@
-"""``amr-dspy eval``: pass@1 of a program (or of an existing samples file) on MBPP+ / HumanEval+."""
+"""``amr-dspy eval``: pass@1 of a program (or of an existing samples file) on MBPP+, HumanEval+ or BigCodeBench."""
 
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ __all__ = ["eval_command", "run_program_tasks"]
 @app.command("eval")
 def eval_command(
     benchmark: Annotated[
-        str, typer.Option("--benchmark", "-b", help="mbpp+:test, mbpp+:dev, mbpp+:train, mbpp+ or humaneval+.")
+        str,
+        typer.Option("--benchmark", "-b", help="mbpp+[:test|dev|train], mbpp+stub[:test|dev|train], humaneval+ or "
+                     "bigcodebench[-complete][:test|dev|train][@stdlib|core|full]."),  # fmt: skip
     ] = "mbpp+:test",
     variant: Annotated[
         str | None, typer.Option(help="Program variant to run, e.g. direct or cot (not with --samples).")
@@ -47,6 +49,11 @@ def eval_command(
             dir_okay=False, help="Check this evalplus samples.jsonl instead of running a program (no teacher)."
         ),
     ] = None,
+    canonical: Annotated[
+        bool,
+        typer.Option("--canonical", help="Check the benchmark's own canonical solutions (no teacher); writes them "
+                     "as samples.jsonl, which --samples can check again."),  # fmt: skip
+    ] = False,
     program: Annotated[
         Path | None,
         typer.Option("--program", help="Compiled program artifact (JSON saved by dspy) to load into the variant."),
@@ -59,7 +66,7 @@ def eval_command(
     threads: Annotated[
         int,
         typer.Option(min=1, help="Tasks run through the program in parallel (dspy.Evaluate "
-                     "threads); the local teacher takes their calls one at a time, by prompt prefix."),  # fmt: skip
+                     "threads); the local teacher takes as many calls at once as it has slots, by prompt prefix."),  # fmt: skip
     ] = 8,
     workers: Annotated[int, typer.Option(min=1, help="Sandbox worker processes executing solutions.")] = 2,
     out: Annotated[
@@ -91,7 +98,7 @@ def eval_command(
     """
     from amr_dspy.evaluation import (
         crosscheck_evalplus,
-        evalplus_limits,
+        execution_limits,
         raise_if_all_failed,
         write_results,
         write_samples,
@@ -99,25 +106,29 @@ def eval_command(
     from amr_dspy.sandbox import Sandbox
     from amr_dspy.tasks import load_tasks
 
-    if (variant is None) == (samples is None):
+    if sum((variant is not None, samples is not None, canonical)) != 1:
         raise ConfigError(
-            "give exactly one of --variant NAME (run a program) or --samples FILE (check existing samples)"
+            "give exactly one of --variant NAME (run a program), --samples FILE (check existing samples) "
+            "or --canonical (check the canonical solutions)"
         )
-    if samples is not None and (program or library):
-        raise ConfigError("--program and --library need --variant; --samples checks solutions without a program")
-    out = out or Path("artifacts/eval") / _slug(f"{variant or samples.stem}-{benchmark}")  # type: ignore[union-attr]
+    if variant is None and (program or library):
+        raise ConfigError("--program and --library need --variant; --samples and --canonical run no program")
+    source = variant or (samples.stem if samples is not None else "canonical")
+    out = out or Path("artifacts/eval") / _slug(f"{source}-{benchmark}")
 
     with console.status(f"loading {benchmark}"):
         tasks = load_tasks(benchmark, limit=limit)
     if not tasks or any(not t.tests for t in tasks):
-        raise DataError(f"{benchmark}: eval needs tasks with hidden tests (mbpp+[:split] or humaneval+)")
+        raise DataError(f"{benchmark}: eval needs tasks with hidden tests (mbpp+[:split], humaneval+ or bigcodebench)")
     dataset = tasks[0].dataset
-    if crosscheck and dataset is None:
+    if crosscheck and dataset not in ("mbpp", "humaneval"):
         raise ConfigError(f"--crosscheck needs an evalplus benchmark (mbpp+ or humaneval+), not {benchmark!r}")
 
-    with Sandbox(evalplus_limits(), workers=workers) as sandbox:
+    with Sandbox(execution_limits(tasks), workers=workers) as sandbox:
         if samples is not None:
             results, solutions = _check_samples(samples, tasks, sandbox, benchmark)
+        elif canonical:
+            results, solutions = _check_canonical(tasks, sandbox, benchmark)
         else:
             spec = teacher_spec(
                 teacher, api_base, api_key, max_tokens=max_tokens, temperature=temperature, no_cache=no_cache
@@ -155,6 +166,15 @@ def _check_samples(
     solutions = read_samples(samples)
     with console.status(f"checking {len(tasks)} solutions"):
         results = evaluate_samples(tasks, solutions, sandbox, benchmark=benchmark, samples=str(samples))
+    return results, dict(solutions)
+
+
+def _check_canonical(tasks: list[Task], sandbox: Sandbox, benchmark: str) -> tuple[EvalResults, dict[str, str | None]]:
+    from amr_dspy.evaluation import evaluate_samples
+
+    solutions = {t.task_id: t.canonical_solution or "" for t in tasks}
+    with console.status(f"checking {len(tasks)} canonical solutions"):
+        results = evaluate_samples(tasks, solutions, sandbox, benchmark=benchmark, samples="canonical")
     return results, dict(solutions)
 
 
@@ -227,6 +247,7 @@ def run_program_tasks(
 
     from amr_dspy.evaluation import TaskResult, evaluate_program, write_results, write_samples
     from amr_dspy.resume import EvalCheckpoint, lm_fingerprint, run_key
+    from amr_dspy.teacher import served_by
 
     lm = dspy.settings.lm
     config = getattr(module, "config", None)
@@ -266,6 +287,7 @@ def run_program_tasks(
             teacher=teacher,
             artifact=artifact,
             checkpoint=checkpoint,
+            server=served_by(lm),
         )
     solutions = {task_id: record["code"] for task_id, record in records.items()}
     _write_predictions(out / "predictions.jsonl", tasks, records, results)
@@ -292,6 +314,7 @@ def _write_predictions(
                 "kept": record.get("kept"),
                 "notes": record.get("notes", []),
                 "retrieved": record.get("retrieved", []),
+                "framed_instruction": record.get("framed_instruction"),
             }
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
@@ -304,11 +327,13 @@ def _open_library(directory: Path) -> object:
 
 
 def _report(results: EvalResults, out: Path, show_tasks: bool) -> None:
-    from amr_dspy.evaluation import results_table, summary_table
+    from amr_dspy.evaluation import left_out_summary, results_table, summary_table
 
     if show_tasks:
         console.print(results_table(results))
     console.print(summary_table(results))
+    if (left_out := left_out_summary(results)) is not None:
+        console.print(left_out, highlight=False, soft_wrap=True)
     if results.crosscheck is not None and not results.crosscheck.agree:
         console.print(f"[red]evalplus disagrees on:[/] {', '.join(results.crosscheck.disagreements[:20])}")
     console.print(f"wrote {out / 'samples.jsonl'} and {out / 'results.json'}")

@@ -40,11 +40,11 @@ def generate(
     spec = teacher_spec(teacher, api_base, api_key, max_tokens=max_tokens, no_cache=no_cache)
     program = build_program(variant)
     with teacher_session(spec):
-        for number, (item_id, text) in enumerate(items, 1):
+        for number, (item_id, text, entry_point) in enumerate(items, 1):
             started = time.monotonic()
             with console.status(f"[{number}/{len(items)}] {item_id}"):
                 try:
-                    prediction = program(instruction=text)
+                    prediction = program(instruction=text, entry_point=entry_point)
                 except Exception as exc:  # LiteLLM/DSPy raise many types; the user needs one line
                     raise TeacherUnavailableError(
                         f"teacher {spec.name} failed on {item_id}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
@@ -59,17 +59,19 @@ def generate(
 
 def _instructions(
     instruction: str | None, input_file: Path | None, limit: int | None, field: str
-) -> list[tuple[str, str]]:
+) -> list[tuple[str, str, str | None]]:
+    """(id, instruction, entry point) of each instruction to answer; a benchmark spec (humaneval+) names its entry
+    points, which lets programs name the function a completion-style stub asks for."""
     if (instruction is None) == (input_file is None):
         raise ConfigError("give exactly one of --instruction TEXT or --input FILE")
     if instruction is not None:
-        return [("instruction", instruction)]
+        return [("instruction", instruction, None)]
     from amr_dspy.tasks import load_tasks
 
     sample = str(input_file) == "sample"
     path = SAMPLE_FILE if sample else input_file
     tasks = load_tasks(str(path), limit=limit, instruction_field=field, id_field="id" if sample else None)
-    return [(task.task_id, task.instruction) for task in tasks]
+    return [(task.task_id, task.instruction, task.entry_point) for task in tasks]
 
 
 def _append(path: Path, record: dict[str, object]) -> None:

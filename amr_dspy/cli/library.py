@@ -49,6 +49,7 @@ def build(
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Seed a new library from the modules of training tasks whose canonical solution passes its tests."""
+    from amr_dspy.evaluation import bigcodebench_limits
     from amr_dspy.library import Library, check_train_only, seed_from_tasks
     from amr_dspy.library.store import MANIFEST_FILE
     from amr_dspy.sandbox import Sandbox
@@ -60,7 +61,8 @@ def build(
     with console.status(f"loading {source}"):
         tasks = load_tasks(source, limit=limit)
     check_train_only(tasks)  # before the sandbox runs anything
-    with console.status(f"verifying {len(tasks)} canonical solutions"), Sandbox() as sandbox:
+    limits = bigcodebench_limits() if any(t.dataset == "bigcodebench" for t in tasks) else None
+    with console.status(f"verifying {len(tasks)} canonical solutions"), Sandbox(limits) as sandbox:
         requests = [
             ExecutionRequest(code=t.canonical_solution or "", entry_point=t.entry_point, tests=t.tests,
                              task_id=t.task_id, dataset=t.dataset)

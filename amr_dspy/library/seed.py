@@ -11,6 +11,7 @@ from amr_dspy.errors import ConfigError
 from amr_dspy.library.modules import FunctionModule, describe_from_signature, split_modules
 from amr_dspy.library.modules import describe as docstring_description
 from amr_dspy.library.records import ModuleRecord, Provenance, Verification, code_hash
+from amr_dspy.stubs import stub_statement
 
 if TYPE_CHECKING:
     from amr_dspy.library.store import Library
@@ -117,7 +118,8 @@ def record_from_module(
 def _describe(module: FunctionModule, task: SeedTask, describe_fn: Callable[[FunctionModule], str] | None) -> str:
     text = docstring_description(module)
     if text is None and module.name == getattr(task, "entry_point", None):
-        text = _instruction_statement(getattr(task, "instruction", None) or "")
+        instruction = getattr(task, "instruction", None) or ""
+        text = _instruction_statement(stub_statement(instruction, module.name) or instruction)
     if text is None and describe_fn is not None:
         text = (describe_fn(module) or "").strip() or None
     return text or describe_from_signature(module)
