@@ -2,22 +2,34 @@
 
 Every program is called as ``program(instruction=..., entry_point=None)`` and returns a ``dspy.Prediction`` with
 ``response`` (the final markdown answer), ``code`` (its extracted code, or None), ``direct_response``,
-``modules`` (decomposed specs), ``retrieved`` (library ids with scores) and ``notes`` (why a step was skipped,
-which answer was kept).
+``modules`` (decomposed specs), ``retrieved`` (library ids with scores), ``notes`` (why a step was skipped,
+which answer was kept) and ``framed_instruction`` (the text the teacher saw in place of the raw instruction).
+
+The signature-based variants frame a completion-style instruction once, in ``_Program.forward``, so all their
+predictors see the same text (``amr_dspy.framing``); ``direct-plain`` sends the one message a user would try first.
+
+``direct-select`` and ``amr-select`` also return ``selection`` (``amr_dspy.agreement.Selection``, JSON-serialisable):
+the pool of candidates (direct, evolved for amr-select, ``samples`` answers sampled through ``respond``), what each
+did on the instruction's own examples (``amr_dspy.examples``) and on the teacher's unit tests, the groups of agreeing
+candidates with their scores, the one chosen and whether the early exit fired. ``amr-verified`` also returns
+``module_checks`` (one ``ModuleCheck`` per implemented module: its tests, outcome, whether it was regenerated).
 """
 
 from __future__ import annotations
 
 import ast
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import dspy
 from dspy.utils.exceptions import AdapterParseError
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from amr_dspy.agreement import DIRECT, Candidate, CandidatePool
 from amr_dspy.errors import ConfigError
+from amr_dspy.examples import instruction_examples
 from amr_dspy.extract import defined_functions, extract_code, hollow_functions
+from amr_dspy.framing import frame_instruction, insist_on_body, plain_prompt
 from amr_dspy.library.records import module_text
 from amr_dspy.salvage import assert_lines, lenient_specs, strip_field_markers
 from amr_dspy.testcases import AssertTest, ExecutionRequest, ExecutionResult
@@ -26,6 +38,7 @@ from signatures import (
     ModularDecomposition,
     ModuleAwareGeneration,
     ModuleCode,
+    ModuleRegeneration,
     ModuleSpec,
     RepairResponse,
     ResponseEvolution,
@@ -34,10 +47,18 @@ from signatures import (
 
 __all__ = [
     "DirectProgram",
+    "DirectPlainProgram",
     "CoTProgram",
     "AnsRepairProgram",
     "AMRConfig",
     "AMRProgram",
+    "SelectConfig",
+    "DirectSelectProgram",
+    "AMRSelectConfig",
+    "AMRSelectProgram",
+    "AMRVerifiedConfig",
+    "AMRVerifiedProgram",
+    "ModuleCheck",
     "Retrieved",
     "VARIANTS",
     "build_program",
@@ -94,6 +115,75 @@ def _answer(predict: dspy.Module, notes: list[str], field: str = "response", **i
         return dspy.Prediction(**{field: text, "reasoning": ""})
 
 
+def _hollow(response: str, entry_point: str | None) -> set[str]:
+    """The functions an answer leaves without a body when it is a stub echoed back, else nothing.
+
+    Hollow: the entry point has no body, or (entry point unknown or missing) no function of the answer has one.
+    """
+    code = extract_code(response, entry_point)
+    if code is None:
+        return set()
+    defined, hollow = defined_functions(code), hollow_functions(code)
+    if entry_point in defined:
+        return hollow if entry_point in hollow else set()
+    return hollow if hollow == defined else set()
+
+
+def _substance(response: str, entry_point: str | None) -> tuple[bool, int]:
+    """Which of two hollow answers is better: one with code, then one with fewer functions left without a body."""
+    return extract_code(response, entry_point) is not None, -len(_hollow(response, entry_point))
+
+
+def _rollout(predict: dspy.Module) -> dict[str, int]:
+    """The re-ask's own rollout id, the one after the LM's (as dspy's Refine numbers its tries).
+
+    In dspy 3.4 the rollout id is part of the cache key at any temperature (despite dspy's warning at temperature 0),
+    so the re-ask never reads another call's cache entry, also under an optimizer's rollout ids. At temperature 0
+    the same prompt still decodes the same, so what changes the answer is the amended instruction.
+    """
+    return {"rollout_id": _lm_rollout(predict) + 1}
+
+
+def _lm_rollout(predict: dspy.Module) -> int:
+    """The rollout id the predictor's LM calls with (0 when it sets none)."""
+    own = [p.lm for _, p in predict.named_predictors() if p.lm is not None]  # ChainOfThought keeps it inside
+    lm = own[0] if own else dspy.settings.lm
+    return int((getattr(lm, "kwargs", None) or {}).get("rollout_id") or 0)
+
+
+def _direct_answer(predict: dspy.Module, notes: list[str], instruction: str,
+                   entry_point: str | None) -> dspy.Prediction:  # fmt: skip
+    """Every variant's direct step. A stub echoed back is never the direct answer: the same predictor is asked once
+    more, with the instruction amended to insist on the body; if that answer is hollow too, the better one is kept."""
+    first = _answer(predict, notes, instruction=instruction)
+    missing = _hollow(first.response, entry_point)
+    if not missing:
+        return first
+    left = f"the direct answer left {', '.join(sorted(missing))} without a body"
+    try:
+        second = _answer(predict, notes, instruction=insist_on_body(instruction, missing), config=_rollout(predict))
+    except AdapterParseError:
+        notes.append(f"{left}; the re-ask gave no answer, kept the first")
+        return first
+    if not _hollow(second.response, entry_point) and extract_code(second.response, entry_point) is not None:
+        notes.append(f"{left}; re-asked once, kept the re-asked answer")
+        return _retrace(second, first, instruction)
+    better = _substance(second.response, entry_point) > _substance(first.response, entry_point)
+    kept = "re-asked" if better else "first"
+    notes.append(f"{left}; the re-asked answer has no implementation either, kept the {kept} one")
+    return _retrace(second, first, instruction) if better else _retrace(first, second, instruction)
+
+
+def _retrace(kept: dspy.Prediction, dropped: dspy.Prediction, instruction: str) -> dspy.Prediction:
+    """Leave an optimizer's trace (its demos come from it) with the kept answer as the answer to the instruction
+    itself: a stub echoed back must not become a demo, nor the amended instruction a demo's input."""
+    trace = dspy.settings.trace
+    if trace is not None:
+        trace[:] = [(predictor, {**inputs, "instruction": instruction} if outputs is kept else inputs, outputs)
+                    for predictor, inputs, outputs in trace if outputs is not dropped]  # fmt: skip
+    return kept
+
+
 class _Shared:
     """A resource (library, sandbox) that copies of a program share: optimizers deep-copy programs."""
 
@@ -111,29 +201,63 @@ class _Shared:
         return self.value
 
 
-class DirectProgram(dspy.Module):
+class _Program(dspy.Module):
+    """A variant built from DSPy signatures: ``solve`` sees the instruction framed once, as all its predictors do.
+
+    Framing here, at the program's boundary, gives eval, compile, compare, synthesize and generate the same text;
+    callers keep passing (and recording) the raw instruction.
+    """
+
+    def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
+        framed = frame_instruction(instruction, entry_point)
+        prediction = self.solve(framed, entry_point)
+        prediction.framed_instruction = framed
+        return prediction
+
+    def solve(self, instruction: str, entry_point: str | None) -> dspy.Prediction:
+        raise NotImplementedError
+
+
+class DirectProgram(_Program):
     """The teacher answers the instruction once (the paper's "direct" baseline)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.respond = dspy.Predict(DirectResponse)
 
-    def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
+    def solve(self, instruction: str, entry_point: str | None) -> dspy.Prediction:
         notes: list[str] = []
-        response = _answer(self.respond, notes, instruction=instruction).response
+        response = _direct_answer(self.respond, notes, instruction, entry_point).response
         return _result(response, entry_point, response, notes)
 
 
-class CoTProgram(dspy.Module):
+class DirectPlainProgram(dspy.Module):
+    """The anchor: the one message a user would try first, through ``dspy.LM`` but outside any signature.
+
+    No instructions, field markers or adapter, and no predictors (nothing to compile). A completion-style
+    instruction asks to complete the stub in a fenced block; a prose one is sent with a line asking for one block.
+    """
+
+    def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
+        lm = dspy.settings.lm
+        if lm is None:
+            raise ConfigError("direct-plain needs a configured LM (dspy.configure(lm=...))")
+        prompt = plain_prompt(instruction, entry_point)
+        output = lm(prompt)[0]  # a prompt string is sent as one user message (messages= is deprecated in dspy 3.4)
+        response = (output.get("text") or "") if isinstance(output, dict) else str(output)
+        return _result(response, entry_point, response, [], framed_instruction=prompt)
+
+
+class CoTProgram(_Program):
     """The teacher reasons step by step before answering (the paper's CoT baseline)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.respond = dspy.ChainOfThought(DirectResponse)
 
-    def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
+    def solve(self, instruction: str, entry_point: str | None) -> dspy.Prediction:
         notes: list[str] = []
-        answer = _answer(self.respond, notes, instruction=instruction)
+        answer = _direct_answer(self.respond, notes, instruction, entry_point)
         return _result(answer.response, entry_point, answer.response, notes, reasoning=answer.reasoning)
 
 
@@ -176,7 +300,7 @@ def _n_passed(result: ExecutionResult) -> int:
     return sum(outcome.status == "passed" for outcome in result.outcomes)
 
 
-class AnsRepairProgram(dspy.Module):
+class AnsRepairProgram(_Program):
     """The paper's AnsRepair baseline: the teacher writes tests, they run, and a failing answer is repaired once."""
 
     def __init__(self, executor: Executor | None = None) -> None:
@@ -186,9 +310,9 @@ class AnsRepairProgram(dspy.Module):
         self.repair = dspy.Predict(RepairResponse)
         self._executor = _Shared(executor)
 
-    def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
+    def solve(self, instruction: str, entry_point: str | None) -> dspy.Prediction:
         notes: list[str] = []
-        direct = _answer(self.respond, notes, instruction=instruction).response
+        direct = _direct_answer(self.respond, notes, instruction, entry_point).response
         code = extract_code(direct, entry_point)
         if code is None:
             notes.append("repair skipped: the direct response has no code")
@@ -227,6 +351,49 @@ class AMRConfig(BaseModel):
     min_score: float = 0.0
 
 
+class ModuleCheck(BaseModel):
+    """amr-verified: how one implemented module fared on the unit tests written from its spec."""
+
+    name: str
+    tests: list[str] = Field(default_factory=list)  # the tests' code
+    outcome: Literal["passed", "failed", "untested"]  # untested: the teacher wrote no valid test for it
+    regenerated: bool = False  # it failed once and was regenerated with the failing test and its neighbours
+    failure: str | None = None  # the first failing test and its error, before the regeneration
+    neighbours: list[str] = Field(default_factory=list)  # ids of the verified modules the regeneration saw
+
+
+class _Modules(BaseModel):
+    """The modules' text the evolution step sees, the implementations behind it and (amr-verified) their checks."""
+
+    text: str
+    implementations: list[ModuleCode] = Field(default_factory=list)
+    checks: list[ModuleCheck] | None = None
+
+
+class _Evolution(BaseModel):
+    """What AMR's stages after the direct answer made of it; no ``response`` when they stopped (``stopped``: why)."""
+
+    specs: list[ModuleSpec] = Field(default_factory=list)
+    retrieved: list[Retrieved] = Field(default_factory=list)
+    checks: list[ModuleCheck] | None = None
+    response: str | None = None
+    stopped: str | None = None
+
+    def steps(self) -> dict[str, Any]:
+        """The prediction's record of the stages; ``module_checks`` only where modules were verified."""
+        checks = {} if self.checks is None else {"module_checks": self.checks}
+        return {"modules": self.specs, "retrieved": self.retrieved, **checks}
+
+
+def _attempt(notes: list[str], step: str, call: Callable[[], Any]) -> Any:
+    """Run one teacher step; a teacher's bad output becomes a note, never an exception."""
+    try:
+        return call()
+    except Exception as exc:
+        notes.append(f"{step} failed: {type(exc).__name__}: {str(exc)[:160]}")
+        return None
+
+
 def _spec_text(spec: ModuleSpec) -> str:
     return module_text(spec.signature, spec.description, name=spec.name).strip()
 
@@ -243,7 +410,7 @@ def _render_retrieved(retrieved: Sequence[Retrieved]) -> str:
     return "\n\n".join(f"# verified module {r.name} (similarity {r.score:.2f})\n{r.code.strip()}" for r in retrieved)
 
 
-class AMRProgram(dspy.Module):
+class AMRProgram(_Program):
     """AMR-Evol: direct response → modular decomposition → retrieval → module-aware generation → evolution."""
 
     def __init__(
@@ -259,37 +426,51 @@ class AMRProgram(dspy.Module):
         self.evolve = dspy.Predict(ResponseEvolution)
         self.write_tests = dspy.Predict(UnitTests)
 
-    def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
-        cfg, notes = self.config, []
-        direct = _answer(self.respond, notes, instruction=instruction).response
+    def solve(self, instruction: str, entry_point: str | None) -> dspy.Prediction:
+        notes: list[str] = []
+        direct = _direct_answer(self.respond, notes, instruction, entry_point).response
+        evolution = self._evolve(instruction, direct, notes)
+        evolved, steps = evolution.response, evolution.steps()
+        if evolved is None:
+            notes.append(f"kept direct: {evolution.stopped}")
+            return _result(direct, entry_point, direct, notes, **steps)
 
+        final = self._select(instruction, direct, evolved, entry_point, notes) if self.config.guard else evolved
+        return _result(final, entry_point, direct, notes, **steps, evolved_response=evolved,
+                       kept="evolved" if final is evolved else "direct")  # fmt: skip
+
+    def _evolve(self, instruction: str, direct: str, notes: list[str]) -> _Evolution:
+        """Modular decomposition → retrieval per module → module-aware generation → evolution of ``direct``."""
+        cfg = self.config
         specs: list[ModuleSpec] = []
         if cfg.decompose:
             specs = self._try(notes, "decomposition", lambda: self._decompose(instruction, direct, notes)) or []
             if not specs:
-                notes.append("kept direct: no modules from decomposition")
-                return _result(direct, entry_point, direct, notes)
+                return _Evolution(stopped="no modules from decomposition")
 
         queries = [_spec_text(s) for s in specs] if specs else [direct]
         retrieved = self._retrieve(queries, notes) if cfg.retrieve else []
 
-        modules_text = _render_specs(specs) if specs else ""
+        modules = _Modules(text=_render_specs(specs) if specs else "")
         if cfg.generate_modules and specs:
-            implementations = self._try(notes, "module generation", lambda: self.generate(
-                instruction=instruction, modules=specs, retrieved_modules=_render_retrieved(retrieved)).implementations)
-            if implementations:
-                modules_text = _render_code(implementations)
+            modules = self._implement(instruction, specs, retrieved, notes) or modules
 
         evolved = self._try(notes, "evolution", lambda: _answer(
-            self.evolve, notes, instruction=instruction, direct_response=direct, modules=modules_text,
+            self.evolve, notes, instruction=instruction, direct_response=direct, modules=modules.text,
             retrieved_modules=_render_retrieved(retrieved)).response)  # fmt: skip
         if not evolved:
-            notes.append("kept direct: evolution produced nothing")
-            return _result(direct, entry_point, direct, notes, modules=specs, retrieved=retrieved)
+            return _Evolution(specs=specs, retrieved=retrieved, checks=modules.checks,
+                              stopped="evolution produced nothing")  # fmt: skip
+        return _Evolution(specs=specs, retrieved=retrieved, checks=modules.checks, response=evolved)
 
-        final = self._select(instruction, direct, evolved, entry_point, notes) if cfg.guard else evolved
-        return _result(final, entry_point, direct, notes, modules=specs, retrieved=retrieved,
-                       evolved_response=evolved, kept="evolved" if final is evolved else "direct")  # fmt: skip
+    def _implement(self, instruction: str, specs: list[ModuleSpec], retrieved: list[Retrieved],
+                   notes: list[str]) -> _Modules | None:  # fmt: skip
+        """Module-aware generation: an implementation of every module; None when the teacher gives none."""
+        implementations = self._try(notes, "module generation", lambda: self.generate(
+            instruction=instruction, modules=specs, retrieved_modules=_render_retrieved(retrieved)).implementations)
+        if not implementations:
+            return None
+        return _Modules(text=_render_code(implementations), implementations=implementations)
 
     def _decompose(self, instruction: str, direct: str, notes: list[str]) -> list[ModuleSpec]:
         try:
@@ -302,12 +483,7 @@ class AMRProgram(dspy.Module):
             return specs
 
     def _try(self, notes: list[str], step: str, call: Callable[[], Any]) -> Any:
-        """Run one teacher step; a teacher's bad output becomes a note, never an exception."""
-        try:
-            return call()
-        except Exception as exc:
-            notes.append(f"{step} failed: {type(exc).__name__}: {str(exc)[:160]}")
-            return None
+        return _attempt(notes, step, call)
 
     def _retrieve(self, queries: list[str], notes: list[str]) -> list[Retrieved]:
         library = self._library.value
@@ -358,11 +534,282 @@ def _structural_flaw(direct_code: str, evolved_code: str, entry_point: str | Non
     return f"leaves {', '.join(sorted(hollow))} unimplemented" if hollow else None
 
 
+# --------------------------------------------------------------------------------------------
+# selection by execution agreement: direct-select, amr-select (amr_dspy.agreement)
+
+
+class SelectConfig(BaseModel):
+    """How the -select variants sample candidates and when they stop early."""
+
+    samples: int = Field(default=4, ge=0)  # answers sampled from `respond` besides the direct one
+    temperature: float = Field(default=0.8, gt=0.0)  # a sample at temperature 0 would repeat the direct answer
+    early_exit_after: int = Field(default=2, ge=0)  # samples that must agree with a direct answer passing all tests
+
+    @property
+    def first_samples(self) -> int:
+        return min(self.early_exit_after, self.samples)
+
+
+class _Selecting:
+    """What direct-select and amr-select share: samples through ``respond`` (its demos apply), the pool of
+    candidates run on the instruction's examples and the teacher's tests, and the answer it chooses."""
+
+    respond: dspy.Predict
+    write_tests: dspy.Predict
+    config: SelectConfig
+    _executor: _Shared
+    _on_early_exit = "no more samples"
+
+    def _sample(self, instruction: str, numbers: range, notes: list[str]) -> dict[str, dspy.Prediction]:
+        """Answers ``sample_<number>`` drawn at temperature > 0; a sample the teacher botches is a note, no error."""
+        base = _lm_rollout(self.respond)
+        drawn = {f"sample_{n}": self._draw(instruction, base + n, notes) for n in numbers}
+        return {name: answer for name, answer in drawn.items() if answer is not None}
+
+    def _draw(self, instruction: str, rollout_id: int, notes: list[str]) -> dspy.Prediction | None:
+        """One sample through ``respond``, with its own rollout id: dspy's cache keys on it, so samples differ."""
+        config = {"rollout_id": rollout_id, "temperature": self.config.temperature}
+        return _attempt(notes, f"sample (rollout {rollout_id})", lambda: _answer(
+            self.respond, notes, instruction=instruction, config=config))  # fmt: skip
+
+    def _open_pool(self, instruction: str, entry_point: str | None, answers: dict[str, dspy.Prediction],
+                   notes: list[str]) -> CandidatePool:  # fmt: skip
+        """The pool with ``answers`` in it, tested on the instruction's examples and tests the teacher writes now."""
+        candidates = _candidates(answers, entry_point)
+        code = next((c.code for c in candidates if c.code is not None), "")  # the tests' function name and parameters
+        tests = _attempt(notes, "unit tests", lambda: write_unit_tests(
+            self.write_tests, instruction=instruction, code=code)) or []  # fmt: skip
+        pool = CandidatePool(self._executor.executor(), examples=instruction_examples(instruction, entry_point),
+                             tests=tests, entry_point=entry_point)  # fmt: skip
+        notes.append(f"candidates run on {len(pool.examples)} example(s) of the instruction and "
+                     f"{len(pool.tests)} unit test(s)")  # fmt: skip
+        for candidate in candidates:
+            pool.add(candidate)
+        return pool
+
+    def _finish(self, pool: CandidatePool, answers: dict[str, dspy.Prediction], entry_point: str | None,
+                notes: list[str], *, early_exit: bool = False, **extra: Any) -> dspy.Prediction:  # fmt: skip
+        selection = pool.selection(early_exit=early_exit)
+        if early_exit:
+            notes.append(f"early exit: the direct answer passed every example and unit test and the first "
+                         f"{self.config.first_samples} sample(s) agree with it; {self._on_early_exit}")  # fmt: skip
+        notes.append(f"selected {selection.chosen}: {selection.reason}")
+        _keep_in_trace(answers, selection.chosen)
+        return _result(pool.response(selection.chosen), entry_point, answers[DIRECT].response, notes,
+                       selection=selection, **extra)  # fmt: skip
+
+
+def _candidates(answers: dict[str, dspy.Prediction], entry_point: str | None) -> list[Candidate]:
+    return [_candidate(name, answer.response, entry_point) for name, answer in answers.items()]
+
+
+def _candidate(name: str, response: str, entry_point: str | None) -> Candidate:
+    kind = "direct" if name == DIRECT else "evolved" if name == "evolved" else "sample"
+    return Candidate(name=name, kind=kind, response=response, code=extract_code(response, entry_point))
+
+
+def _keep_in_trace(answers: dict[str, dspy.Prediction], chosen: str) -> None:
+    """Leave an optimizer's trace one answer of ``respond``: the chosen one, or the direct one when another step's
+    answer was chosen (the other steps took it as input). An unchosen sample must not become a demo."""
+    trace = dspy.settings.trace
+    keep = answers.get(chosen, answers[DIRECT])
+    if trace is not None:
+        dropped = [answer for answer in answers.values() if answer is not keep]
+        trace[:] = [entry for entry in trace if not any(entry[2] is answer for answer in dropped)]
+
+
+class DirectSelectProgram(_Selecting, _Program):
+    """The control for amr-select: the direct answer and N samples, chosen by execution agreement; no modules.
+
+    It shows whether AMR's modules add anything beyond sampling and testing.
+    """
+
+    def __init__(self, executor: Executor | None = None, config: SelectConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or SelectConfig()
+        self.respond = dspy.Predict(DirectResponse)
+        self.write_tests = dspy.Predict(UnitTests)
+        self._executor = _Shared(executor)
+
+    def solve(self, instruction: str, entry_point: str | None) -> dspy.Prediction:
+        cfg, notes = self.config, []
+        answers = {DIRECT: _direct_answer(self.respond, notes, instruction, entry_point)}
+        answers |= self._sample(instruction, range(1, cfg.first_samples + 1), notes)
+        pool = self._open_pool(instruction, entry_point, answers, notes)
+        if pool.exits_early(cfg.first_samples):
+            return self._finish(pool, answers, entry_point, notes, early_exit=True)
+
+        more = self._sample(instruction, range(cfg.first_samples + 1, cfg.samples + 1), notes)
+        for candidate in _candidates(more, entry_point):
+            pool.add(candidate)
+        return self._finish(pool, answers | more, entry_point, notes)
+
+
+class AMRSelectConfig(AMRConfig, SelectConfig):
+    """AMR's stages, then the choice by execution agreement among direct, evolved and sampled answers."""
+
+    guard: bool = False  # not used: the choice by execution agreement replaces the quality guard
+
+
+class AMRSelectProgram(_Selecting, AMRProgram):
+    """AMR-Evol whose final answer is chosen by execution agreement from the direct, evolved and sampled answers.
+
+    An easy task stops after the direct answer and the first samples (no decomposition) when they all agree and pass.
+    """
+
+    config: AMRSelectConfig
+    _on_early_exit = "no more samples, no decomposition"
+
+    def __init__(self, library: Retriever | None = None, config: AMRSelectConfig | None = None,
+                 executor: Executor | None = None) -> None:  # fmt: skip
+        super().__init__(library=library, config=config or AMRSelectConfig(), executor=executor)
+
+    def solve(self, instruction: str, entry_point: str | None) -> dspy.Prediction:
+        cfg, notes = self.config, []
+        answers = {DIRECT: _direct_answer(self.respond, notes, instruction, entry_point)}
+        answers |= self._sample(instruction, range(1, cfg.first_samples + 1), notes)
+        pool = self._open_pool(instruction, entry_point, answers, notes)
+        if pool.exits_early(cfg.first_samples):
+            return self._finish(pool, answers, entry_point, notes, early_exit=True)
+
+        evolution = self._evolve(instruction, answers[DIRECT].response, notes)
+        if evolution.response is None:
+            notes.append(f"no evolved candidate: {evolution.stopped}")
+        else:
+            pool.add(_candidate("evolved", evolution.response, entry_point))
+        more = self._sample(instruction, range(cfg.first_samples + 1, cfg.samples + 1), notes)
+        for candidate in _candidates(more, entry_point):
+            pool.add(candidate)
+        return self._finish(pool, answers | more, entry_point, notes, **evolution.steps(),
+                            evolved_response=evolution.response)  # fmt: skip
+
+    def _finish(self, *args: Any, **kwargs: Any) -> dspy.Prediction:
+        prediction = super()._finish(*args, **kwargs)
+        prediction.kept = prediction.selection.kind  # which answer won: "direct", "evolved" or "sample"
+        return prediction
+
+
+# --------------------------------------------------------------------------------------------
+# amr-verified: every implemented module is tested on its own before the evolution step composes them
+
+
+class AMRVerifiedConfig(AMRConfig):
+    """AMR's stages with module-level verification."""
+
+    verify_k: int = Field(default=3, ge=0, le=3)  # verified neighbours a failing module is regenerated with
+
+
+class _Verified(BaseModel):
+    """One module after verification: its check, and its code when it passes (None: only its spec goes on)."""
+
+    check: ModuleCheck
+    code: str | None
+    spec: ModuleSpec
+
+
+class AMRVerifiedProgram(AMRProgram):
+    """AMR-Evol with verified modules: each implemented module gets unit tests written from its spec and runs in the
+    sandbox; a failing one is regenerated once with the failing test and its top-k (≤ 3) verified neighbours from
+    the library. The evolution step composes the modules that pass and sees only the spec of those that still fail.
+    """
+
+    config: AMRVerifiedConfig
+
+    def __init__(self, library: Retriever | None = None, config: AMRVerifiedConfig | None = None,
+                 executor: Executor | None = None) -> None:  # fmt: skip
+        super().__init__(library=library, config=config or AMRVerifiedConfig(), executor=executor)
+        self.write_module_tests = dspy.Predict(UnitTests)  # its own demos: a module's spec, not the whole task
+        self.regenerate = dspy.Predict(ModuleRegeneration)
+
+    def _implement(self, instruction: str, specs: list[ModuleSpec], retrieved: list[Retrieved],
+                   notes: list[str]) -> _Modules | None:  # fmt: skip
+        generated = super()._implement(instruction, specs, retrieved, notes)
+        if generated is None:
+            return None
+        by_name, current, verified = {spec.name: spec for spec in specs}, list(generated.implementations), []
+        for i, module in enumerate(generated.implementations):
+            spec = by_name.get(module.name) or _spec_of(module)
+            verified.append(self._verify(instruction, module, spec, current, notes))
+            if verified[-1].code is not None:  # later modules run beside the code that passed
+                current[i] = ModuleCode(name=module.name, code=verified[-1].code)
+        checks = [v.check for v in verified]
+        notes.append(f"module verification: {sum(c.outcome == 'passed' for c in checks)} of {len(checks)} module(s) "
+                     f"pass their tests, {sum(c.outcome == 'untested' for c in checks)} untested, "
+                     f"{sum(c.regenerated for c in checks)} regenerated")  # fmt: skip
+        text = "\n\n".join(v.code.strip() if v.code is not None else _render_specs([v.spec]) for v in verified)
+        kept = [ModuleCode(name=v.check.name, code=v.code) for v in verified if v.code is not None]
+        return _Modules(text=text, implementations=kept, checks=checks)
+
+    def _verify(self, instruction: str, module: ModuleCode, spec: ModuleSpec, modules: list[ModuleCode],
+                notes: list[str]) -> _Verified:  # fmt: skip
+        brief = _spec_text(spec)
+        tests = self._try(notes, f"unit tests of {module.name}", lambda: write_unit_tests(
+            self.write_module_tests, instruction=brief, code=module.code)) or []  # fmt: skip
+        check = ModuleCheck(name=module.name, tests=[t.code for t in tests], outcome="untested")
+        if not tests:
+            return _Verified(check=check, code=module.code, spec=spec)
+        failure = self._module_failure(module.name, module.code, modules, tests)
+        if failure is None:
+            return _Verified(check=check.model_copy(update={"outcome": "passed"}), code=module.code, spec=spec)
+
+        neighbours = self._neighbours(brief)
+        rewritten = self._try(notes, f"regeneration of {module.name}", lambda: self.regenerate(
+            instruction=instruction, module=spec, code=module.code, failure=failure,
+            retrieved_modules=_render_retrieved(neighbours)).implementation)  # fmt: skip
+        code = extract_code(rewritten or "", module.name)
+        passed = code is not None and self._module_failure(module.name, code, modules, tests) is None
+        check = check.model_copy(update={"outcome": "passed" if passed else "failed", "regenerated": True,
+                                         "failure": failure, "neighbours": [n.id for n in neighbours]})  # fmt: skip
+        return _Verified(check=check, code=code if passed else None, spec=spec)
+
+    def _module_failure(self, name: str, code: str, modules: list[ModuleCode], tests: list[AssertTest]) -> str | None:
+        """The first failing test and its error when ``code`` runs beside the other modules (it may call them)."""
+        program = "\n\n".join([*(m.code for m in modules if m.name != name), code])
+        result = _run_tests(self._executor.executor(), program, tests, name)
+        failure = result.first_failure()
+        if failure is None and result.outcomes:
+            return None
+        if failure is None:
+            return "the tests did not run"
+        failing = next((t.code for t in tests if t.name == failure.name), failure.name)
+        return f"{failing}\n{failure.message or failure.status}"
+
+    def _neighbours(self, query: str) -> list[Retrieved]:
+        """The failing module's top-k verified neighbours in the library (none without one)."""
+        library, cfg = self._library.value, self.config
+        if library is None or not cfg.retrieve or cfg.verify_k == 0:
+            return []
+        hits = library.search([query], k=cfg.verify_k)[0]
+        return [Retrieved(id=h.record.id, name=h.record.name, score=float(h.score), query=query.splitlines()[0],
+                          code=h.record.code) for h in hits if h.score >= cfg.min_score]  # fmt: skip
+
+
+def _spec_of(module: ModuleCode) -> ModuleSpec:
+    """A spec for an implementation the decomposition did not list: its def line, no description."""
+    header = next((line.strip() for line in module.code.splitlines() if line.lstrip().startswith("def ")), module.name)
+    return ModuleSpec(name=module.name, signature=header, description="")
+
+
+def _amr_verified(library: Retriever | None = None, executor: Executor | None = None,
+                  **overrides: Any) -> AMRVerifiedProgram:  # fmt: skip
+    return AMRVerifiedProgram(library=library, config=AMRVerifiedConfig(**overrides), executor=executor)
+
+
 def _amr(**preset: bool) -> Callable[..., AMRProgram]:
     def factory(library: Retriever | None = None, executor: Executor | None = None, **overrides: Any) -> AMRProgram:
         return AMRProgram(library=library, config=AMRConfig(**{**preset, **overrides}), executor=executor)
 
     return factory
+
+
+def _direct_select(executor: Executor | None = None, **settings: Any) -> DirectSelectProgram:
+    return DirectSelectProgram(executor=executor, config=SelectConfig(**settings))
+
+
+def _amr_select(library: Retriever | None = None, executor: Executor | None = None, guard: bool | None = None,
+                **settings: Any) -> AMRSelectProgram:  # fmt: skip
+    del guard  # eval and compile pass --no-guard to every AMR variant; here the choice by agreement replaces it
+    return AMRSelectProgram(library=library, config=AMRSelectConfig(**settings), executor=executor)
 
 
 VARIANTS: dict[str, Callable[..., dspy.Module]] = {
@@ -373,8 +820,14 @@ VARIANTS: dict[str, Callable[..., dspy.Module]] = {
     "amr-paper": _amr(generate_modules=False),
     "amr-no-retrieval": _amr(generate_modules=False, retrieve=False),
     "amr-no-decomposition": _amr(generate_modules=False, decompose=False),
+    "direct-plain": DirectPlainProgram,
+    "direct-select": _direct_select,
+    "amr-select": _amr_select,
+    "amr-verified": _amr_verified,
 }
-_NEEDS = {"direct": set(), "cot": set(), "ans-repair": {"executor"}}
+_SELECT = set(SelectConfig.model_fields)
+_NEEDS = {"direct": set(), "cot": set(), "ans-repair": {"executor"}, "direct-plain": set(),
+          "direct-select": {"executor", *_SELECT}}  # fmt: skip
 
 
 def build_program(variant: str, **kwargs: Any) -> dspy.Module:

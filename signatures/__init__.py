@@ -5,6 +5,7 @@ from signatures.amr import (
     ModularDecomposition,
     ModuleAwareGeneration,
     ModuleCode,
+    ModuleRegeneration,
     ModuleSpec,
     RepairResponse,
     ResponseEvolution,
@@ -21,5 +22,6 @@ __all__ = [
     "ResponseEvolution",
     "UnitTests",
     "RepairResponse",
+    "ModuleRegeneration",
     "DescribeModule",
 ]

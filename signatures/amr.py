@@ -14,6 +14,7 @@ __all__ = [
     "ResponseEvolution",
     "UnitTests",
     "RepairResponse",
+    "ModuleRegeneration",
     "DescribeModule",
 ]
 
@@ -102,6 +103,22 @@ class RepairResponse(dspy.Signature):
     response: str = dspy.InputField(desc="The response whose code failed.")
     failure: str = dspy.InputField(desc="The failing test and its error message.")
     repaired_response: str = dspy.OutputField(desc="A short explanation and one complete ```python code block.")
+
+
+class ModuleRegeneration(dspy.Signature):
+    """Rewrite a function module that failed a unit test written from its description.
+
+    Given the coding task, the module's spec, its implementation, the failing test with its error and verified
+    modules from similar tasks, write a correct implementation of the module: one complete Python function
+    definition with exactly the name and parameters of the spec, its imports included. Reuse the ideas of the
+    verified modules where they help."""
+
+    instruction: str = dspy.InputField(desc="The coding task the module belongs to.")
+    module: ModuleSpec = dspy.InputField(desc="The module to implement.")
+    code: str = dspy.InputField(desc="The implementation that failed.")
+    failure: str = dspy.InputField(desc="The failing test and its error message.")
+    retrieved_modules: str = dspy.InputField(desc="Verified modules from similar tasks (may be empty).")
+    implementation: str = dspy.OutputField(desc="The complete corrected Python function definition.")
 
 
 class DescribeModule(dspy.Signature):

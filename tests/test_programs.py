@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dspy
@@ -207,10 +210,10 @@ def test_guard_keeps_direct_when_the_evolved_answer_is_hollow_or_renamed(evolved
 
 
 def test_guard_does_not_blame_evolution_for_a_hollow_direct_answer() -> None:
-    hollow = "```python\ndef add(a, b):\n    ...\n```"
-    answers = [{"response": hollow}, {"modules": SPECS}, {"response": EVOLVED}, {"tests": TESTS}]
+    hollow = "```python\ndef add(a, b):\n    ...\n```"  # twice: the re-ask of the direct step is hollow too
+    answers = [{"response": hollow}, {"response": hollow}, {"modules": SPECS}, {"response": EVOLVED}, {"tests": TESTS}]
     prediction = run("amr-paper", answers, library=LIBRARY, executor=PythonExecutor())
-    assert prediction.response == EVOLVED and prediction.kept == "evolved"
+    assert prediction.response == EVOLVED and prediction.kept == "evolved" and prediction.direct_response == hollow
 
 
 def test_no_retrieval_ablation_never_touches_the_library() -> None:
@@ -290,3 +293,390 @@ def test_asserts_outside_the_requested_list_are_kept(raw: str) -> None:
     with dspy.context(lm=RawLM([]), adapter=ADAPTER):
         tests = write_unit_tests(dspy.Predict(UnitTests), instruction="add", code="def add(a, b): return a + b")
     assert [t.code for t in tests] == ["assert add(1, 2) == 3", "assert add(0, 0) == 0"]
+
+
+# --------------------------------------------------------------------------------------------
+# completion-style instructions: framing, the re-ask of a hollow answer, direct-plain
+
+STUB = 'def add(a: int, b: int) -> int:\n    """Return the sum of a and b."""\n'
+HOLLOW = f"Here it is.\n```python\n{STUB}```"
+REASKED = "the direct answer left add without a body; re-asked once, kept the re-asked answer"
+
+
+def run_stub(variant: str, answers: list[dict[str, Any]], **kwargs: Any) -> tuple[dspy.Prediction, DummyLM]:
+    lm = DummyLM(answers)
+    with dspy.context(lm=lm, adapter=ADAPTER):
+        return build_program(variant, **kwargs)(instruction=STUB, entry_point="add"), lm
+
+
+def test_every_predictor_of_amr_sees_the_framed_stub() -> None:
+    from amr_dspy.framing import frame_instruction
+
+    answers = [{"response": DIRECT}, {"modules": SPECS}, {"implementations": []}, {"response": EVOLVED},
+               {"tests": TESTS}]  # fmt: skip
+    prediction, lm = run_stub("amr", answers, library=LIBRARY, executor=PythonExecutor())
+    framed = frame_instruction(STUB, "add")
+    assert framed != STUB and prediction.framed_instruction == framed
+    assert len(lm.history) == 5 and all(framed in h["messages"][-1]["content"] for h in lm.history)
+
+
+def test_a_prose_instruction_reaches_the_teacher_as_it_is() -> None:
+    lm = DummyLM([{"response": DIRECT}])
+    with dspy.context(lm=lm, adapter=ADAPTER):
+        prediction = build_program("direct")(instruction="Write add(a, b) returning the sum.", entry_point="add")
+    assert prediction.framed_instruction == "Write add(a, b) returning the sum."
+    assert "Implement the Python function" not in lm.history[0]["messages"][-1]["content"]
+
+
+@pytest.mark.parametrize(
+    ("variant", "answers"),
+    [
+        ("direct", [{"response": HOLLOW}, {"response": EVOLVED}]),
+        ("cot", [{"reasoning": "echo", "response": HOLLOW}, {"reasoning": "sum", "response": EVOLVED}]),
+        ("ans-repair", [{"response": HOLLOW}, {"response": EVOLVED}, {"tests": TESTS}]),
+        ("amr-paper", [{"response": HOLLOW}, {"response": EVOLVED}, {"modules": SPECS}, {"response": EVOLVED},
+                       {"tests": TESTS}]),  # fmt: skip
+    ],
+)
+def test_a_stub_echoed_back_is_asked_for_once_more(variant: str, answers: list[dict[str, Any]]) -> None:
+    prediction, lm = run_stub(variant, answers, library=LIBRARY, executor=PythonExecutor())
+    assert prediction.direct_response == EVOLVED and "a + b" in prediction.code
+    assert REASKED in prediction.notes
+    first, second = lm.history[0], lm.history[1]
+    assert "rollout_id" not in first["kwargs"] and second["kwargs"]["rollout_id"] == 1
+    assert "Implement the body of `add`" in second["messages"][-1]["content"]
+    assert "Implement the body" not in first["messages"][-1]["content"]
+
+
+def test_an_optimizer_trace_keeps_only_the_kept_answer_to_the_instruction_itself() -> None:
+    from amr_dspy.framing import frame_instruction
+
+    lm = DummyLM([{"response": HOLLOW}, {"response": EVOLVED}])
+    with dspy.context(lm=lm, adapter=ADAPTER, trace=[]):
+        build_program("direct")(instruction=STUB, entry_point="add")
+        trace = list(dspy.settings.trace)
+    assert [(inputs, outputs.response) for _, inputs, outputs in trace] == [
+        ({"instruction": frame_instruction(STUB, "add")}, EVOLVED)]  # never the stub echoed back as a demo
+
+
+def test_an_answer_with_a_body_is_not_asked_for_again() -> None:
+    prediction, lm = run_stub("direct", [{"response": EVOLVED}, {"response": HOLLOW}])
+    assert prediction.response == EVOLVED and prediction.notes == [] and len(lm.history) == 1
+
+
+TWO_HOLLOW = f"```python\n{STUB}\n\ndef helper(x):\n    pass\n```"
+
+
+@pytest.mark.parametrize(
+    ("second", "kept", "note"),
+    [
+        ({"response": "I cannot do that."}, TWO_HOLLOW,
+         "the re-asked answer has no implementation either, kept the first one"),
+        ({"response": HOLLOW}, HOLLOW,  # one function left hollow instead of two
+         "the re-asked answer has no implementation either, kept the re-asked one"),
+        ({"wrong_field": "no answer"}, TWO_HOLLOW, "the re-ask gave no answer, kept the first"),
+    ],
+)
+def test_when_the_re_ask_brings_no_body_the_better_answer_is_kept(second: dict[str, Any], kept: str,
+                                                                  note: str) -> None:  # fmt: skip
+    lm = DummyLM([{"response": TWO_HOLLOW}, second])
+    with dspy.context(lm=lm, adapter=ADAPTER):
+        prediction = build_program("direct")(instruction=STUB)  # as `generate --instruction` calls it
+    assert prediction.response == kept and len(lm.history) == 2
+    assert prediction.notes == [f"the direct answer left add, helper without a body; {note}"]
+
+
+def test_the_re_ask_takes_the_rollout_after_the_lms_own() -> None:
+    lm = DummyLM([{"response": HOLLOW}, {"response": EVOLVED}])
+    with dspy.context(lm=lm.copy(rollout_id=3, temperature=1.0), adapter=ADAPTER):
+        sampling = dspy.settings.lm
+        build_program("direct")(instruction=STUB, entry_point="add")
+    assert [h["kwargs"].get("rollout_id") for h in sampling.history] == [None, 4]
+
+
+def test_direct_plain_sends_one_user_message_and_returns_code() -> None:
+    from amr_dspy.framing import plain_prompt
+    from tests.plain_teacher import PlainTeacher
+
+    lm = PlainTeacher(EVOLVED)
+    with dspy.context(lm=lm, adapter=ADAPTER):
+        prediction = build_program("direct-plain")(instruction=STUB, entry_point="add")
+        prose = build_program("direct-plain")(instruction="Write add(a, b).", entry_point="add")
+    assert lm.sent[0] == [{"role": "user", "content": plain_prompt(STUB, "add")}]
+    assert lm.sent[0][0]["content"].startswith("Complete the following Python function.")
+    prose_prompt = "Write add(a, b).\nReturn the solution in one ```python code block."
+    assert lm.sent[1] == [{"role": "user", "content": prose_prompt}]
+    assert prediction.response == EVOLVED == prediction.direct_response and "a + b" in prediction.code
+    assert {"response", "code", "direct_response", "notes", "modules", "retrieved"} <= set(prediction.keys())
+    assert prediction.framed_instruction == plain_prompt(STUB, "add") and prose.code is not None
+
+
+def test_direct_plain_needs_an_lm_and_has_no_state_to_lose(tmp_path: Path) -> None:
+    from optimize.artifact import read_program_state, save_program
+
+    program = build_program("direct-plain")
+    assert program.named_predictors() == []
+    with pytest.raises(ConfigError, match="direct-plain needs a configured LM"):
+        program(instruction=STUB, entry_point="add")
+    save_program(program, tmp_path / "plain.json")
+    state = read_program_state(tmp_path / "plain.json")
+    build_program("direct-plain").load_state({k: v for k, v in state.items() if k != "metadata"})
+    assert set(state) <= {"metadata"}
+
+
+# --------------------------------------------------------------------------------------------
+# direct-select and amr-select: candidates chosen by execution agreement, in the real sandbox
+
+SUM = "Sum.\n```python\ndef add(a, b):\n    return a + b\n```"
+PRODUCT = "Multiply.\n```python\ndef add(a, b):\n    return a * b\n```"
+OFF_BY_ONE = "Sum plus one.\n```python\ndef add(a, b):\n    return a + b + 1\n```"
+SUM_TESTS = {"tests": ["assert add(1, 2) == 3", "assert add(0, 0) == 0", "assert add(2, 2) == 4"]}
+MBPP_ADD = '"""\nWrite a function add(a, b) returning the sum.\nassert add(1, 2) == 3\n"""\n'
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Any]:
+    from amr_dspy.sandbox import Sandbox
+
+    box = Sandbox(workers=1)
+    try:
+        yield box
+    finally:
+        box.close()
+
+
+ADD = "Write add(a, b) returning the sum."
+
+
+def select(variant: str, answers: list[dict[str, Any]], sandbox: Any, instruction: str = ADD,
+           **kwargs: Any) -> tuple[dspy.Prediction, DummyLM]:  # fmt: skip
+    lm = DummyLM(answers)
+    with dspy.context(lm=lm, adapter=ADAPTER):
+        program = build_program(variant, executor=sandbox, **kwargs)
+        return program(instruction=instruction, entry_point="add"), lm
+
+
+def test_direct_select_chooses_the_samples_that_agree_over_a_wrong_direct_answer(sandbox: Any) -> None:
+    answers = [{"response": DIRECT}, {"response": SUM}, {"response": PRODUCT}, SUM_TESTS, {"response": SUM},
+               {"response": SUM}]  # fmt: skip
+    prediction, lm = select("direct-select", answers, sandbox)
+    assert prediction.response == SUM and prediction.direct_response == DIRECT and "a + b" in prediction.code
+    selection = prediction.selection
+    assert selection.chosen == "sample_1" and not selection.early_exit
+    # by hand: direct (a - b) passes add(0, 0) only; a * b passes two; a + b (three samples) passes all three
+    assert [(g.members, g.tests_passed, g.score) for g in selection.groups] == [
+        (["direct"], 1, 1), (["sample_1", "sample_3", "sample_4"], 3, 9), (["sample_2"], 2, 2)]
+    assert [c.tests_passed for c in selection.candidates] == [1, 3, 2, 3, 3]
+    assert [(h["kwargs"].get("rollout_id"), h["kwargs"].get("temperature")) for h in lm.history] == [
+        (None, None), (1, 0.8), (2, 0.8), (None, None), (3, 0.8), (4, 0.8)]
+    assert prediction.notes[-1].startswith("selected sample_1: group of 3 (sample_1, sample_3, sample_4)")
+    assert "kept" not in prediction.keys()
+    json.dumps(selection.model_dump(mode="json"))  # lands in predictions.jsonl as it is
+
+
+def test_the_instruction_s_example_overrules_wrong_teacher_tests(sandbox: Any) -> None:
+    wrong_tests = {"tests": ["assert add(1, 2) == 4", "assert add(0, 0) == 1"]}  # the teacher's tests are wrong
+    answers = [{"response": OFF_BY_ONE}, {"response": SUM}, {"response": OFF_BY_ONE}, wrong_tests,
+               {"response": OFF_BY_ONE}, {"response": SUM}]  # fmt: skip
+    prediction, _ = select("direct-select", answers, sandbox, instruction=MBPP_ADD)
+    selection = prediction.selection
+    assert selection.examples == ["assert add(1, 2) == 3"] and prediction.response == SUM
+    assert [(g.members, g.score, g.eligible) for g in selection.groups] == [
+        (["direct", "sample_2", "sample_3"], 6, False), (["sample_1", "sample_4"], 0, True)]
+    assert selection.chosen == "sample_1" and not selection.early_exit
+
+
+def test_direct_select_exits_early_when_the_first_samples_agree_with_a_passing_direct_answer(sandbox: Any) -> None:
+    answers = [{"response": SUM}, {"response": SUM}, {"response": SUM}, SUM_TESTS, {"response": PRODUCT}]
+    prediction, lm = select("direct-select", answers, sandbox)
+    assert len(lm.history) == 4 and prediction.response == SUM
+    assert prediction.selection.early_exit and prediction.selection.chosen == "direct"
+    assert [c.name for c in prediction.selection.candidates] == ["direct", "sample_1", "sample_2"]
+    assert ("early exit: the direct answer passed every example and unit test and the first 2 sample(s) agree "
+            "with it; no more samples") in prediction.notes
+
+
+def test_no_early_exit_when_a_first_sample_disagrees(sandbox: Any) -> None:
+    answers = [{"response": SUM}, {"response": SUM}, {"response": PRODUCT}, SUM_TESTS, {"response": SUM},
+               {"response": SUM}]  # fmt: skip
+    prediction, lm = select("direct-select", answers, sandbox)
+    assert len(lm.history) == 6 and not prediction.selection.early_exit
+    assert prediction.selection.chosen == "direct" and not any("early exit" in n for n in prediction.notes)
+
+
+def test_amr_select_exits_early_before_any_decomposition(sandbox: Any) -> None:
+    library = FakeLibrary(LIBRARY.hits)
+    answers = [{"response": SUM}, {"response": SUM}, {"response": SUM}, SUM_TESTS, {"modules": SPECS}]
+    prediction, lm = select("amr-select", answers, sandbox, library=library)
+    assert len(lm.history) == 4 and library.queries == [] and prediction.modules == []
+    assert prediction.selection.early_exit and prediction.kept == "direct"
+    assert prediction.notes[-2].endswith("no more samples, no decomposition")
+
+
+def test_amr_select_chooses_the_evolved_answer_when_it_alone_passes(sandbox: Any) -> None:
+    library = FakeLibrary(LIBRARY.hits)
+    answers = [{"response": DIRECT}, {"response": PRODUCT}, {"response": OFF_BY_ONE}, SUM_TESTS, {"modules": SPECS},
+               {"implementations": [{"name": "add", "code": "def add(a: int, b: int) -> int:\n    return a + b"}]},
+               {"response": EVOLVED}, {"response": DIRECT}, {"response": OFF_BY_ONE}]  # fmt: skip
+    prediction, lm = select("amr-select", answers, sandbox, library=library)
+    assert len(lm.history) == 9 and prediction.response == EVOLVED and prediction.evolved_response == EVOLVED
+    assert prediction.kept == "evolved" and prediction.selection.chosen == "evolved"
+    assert [c.name for c in prediction.selection.candidates] == [
+        "direct", "sample_1", "sample_2", "evolved", "sample_3", "sample_4"]
+    # by hand: a - b passes 1 test (x2: direct, sample_3), a * b 2, a + b + 1 none (x2), the evolved a + b all 3
+    assert [(g.members, g.score) for g in prediction.selection.groups] == [
+        (["direct", "sample_3"], 2), (["sample_1"], 2), (["sample_2", "sample_4"], 0), (["evolved"], 3)]
+    assert [m.name for m in prediction.modules] == ["add"] and [r.id for r in prediction.retrieved] == ["m1"]
+
+
+def test_amr_select_without_an_evolved_answer_still_chooses_among_samples(sandbox: Any) -> None:
+    answers = [{"response": DIRECT}, {"response": SUM}, {"response": DIRECT}, SUM_TESTS, {"wrong_field": "??"},
+               {"response": SUM}, {"response": SUM}]  # fmt: skip
+    prediction, _ = select("amr-select", answers, sandbox, library=LIBRARY)
+    assert "no evolved candidate: no modules from decomposition" in prediction.notes
+    assert prediction.response == SUM and prediction.kept == "sample" and prediction.evolved_response is None
+
+
+def test_an_optimizer_trace_keeps_only_the_chosen_sample_of_respond(sandbox: Any) -> None:
+    answers = [{"response": DIRECT}, {"response": SUM}, {"response": PRODUCT}, SUM_TESTS, {"response": SUM},
+               {"response": SUM}]  # fmt: skip
+    with dspy.context(lm=DummyLM(answers), adapter=ADAPTER, trace=[]):
+        program = build_program("direct-select", executor=sandbox)
+        program(instruction=ADD, entry_point="add")
+        trace = list(dspy.settings.trace)
+    assert [(predictor is program.respond, outputs.get("response")) for predictor, _, outputs in trace] == [
+        (True, SUM), (False, None)]  # the chosen sample_1 (not the direct answer, no other sample), the unit tests
+
+
+def test_select_variants_are_compileable_and_take_their_settings() -> None:
+    direct_select = build_program("direct-select", executor=PythonExecutor(), samples=1, library=LIBRARY)
+    amr_select = build_program("amr-select", library=LIBRARY, executor=PythonExecutor(), guard=True, samples=6)
+    assert [name for name, _ in direct_select.named_predictors()] == ["respond", "write_tests"]
+    assert [name for name, _ in amr_select.named_predictors()] == ["respond", "decompose", "generate", "evolve",
+                                                                  "write_tests"]  # fmt: skip
+    assert direct_select.config.samples == 1 and direct_select.config.first_samples == 1
+    assert amr_select.config.samples == 6 and amr_select.config.guard is False and amr_select.config.retrieve
+    assert amr_select.deepcopy()._library.value is LIBRARY
+
+
+class CachingLM(DummyLM):
+    """A DummyLM whose calls go through dspy's cache (DummyLM itself skips it), counting the calls that reach it."""
+
+    def __init__(self, answers: dict[str, dict[str, Any]]) -> None:
+        super().__init__(answers)
+        self._cache_responses = True
+        self.reached = 0
+        complete = self._engine_spec._complete_messages
+
+        def counted(messages: list[dict[str, Any]]) -> Any:
+            self.reached += 1
+            return complete(messages)
+
+        self._engine_spec._complete_messages = counted
+
+
+def test_samples_with_distinct_rollout_ids_are_distinct_calls_under_the_cache(sandbox: Any) -> None:
+    lm = CachingLM({"[[ ## code ## ]]": SUM_TESTS, "[[ ## instruction ## ]]": {"response": SUM}})
+    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
+    try:
+        with dspy.context(lm=lm, adapter=ADAPTER):
+            program = build_program("direct-select", executor=sandbox)
+            first = program(instruction=ADD, entry_point="add")
+            assert lm.reached == 4  # direct, sample_1 and sample_2 (same prompt, own rollout ids), the unit tests
+            assert first.selection.early_exit
+            again = program(instruction=ADD, entry_point="add")
+            program.respond(instruction=ADD, config={"rollout_id": 2, "temperature": 0.8})
+            assert lm.reached == 4  # the cache is on: the same calls, and sample_2's own, are not made again
+            program.respond(instruction=ADD, config={"rollout_id": 3, "temperature": 0.8})
+            assert lm.reached == 5 and again.response == first.response
+    finally:
+        dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
+
+
+def test_a_botched_sample_is_a_note_and_the_pool_goes_on(sandbox: Any) -> None:
+    answers = [{"response": DIRECT}, {"response": SUM}, {"response": SUM}, SUM_TESTS, {"wrong_field": "no code"},
+               {"response": SUM}]  # fmt: skip
+    prediction, lm = select("direct-select", answers, sandbox)
+    assert len(lm.history) == 6 and prediction.response == SUM
+    assert [c.name for c in prediction.selection.candidates] == ["direct", "sample_1", "sample_2", "sample_4"]
+    assert any(note.startswith("sample (rollout 3) failed: AdapterParseError") for note in prediction.notes)
+
+
+def test_a_stub_s_doctests_are_the_examples_every_candidate_runs_first(sandbox: Any) -> None:
+    stub = 'def add(a: int, b: int) -> int:\n    """Return the sum of a and b.\n    >>> add(1, 2)\n    3\n    """\n'
+    answers = [{"response": DIRECT}, {"response": SUM}, {"response": DIRECT}, {"tests": ["assert add(0, 0) == 0"]},
+               {"response": DIRECT}, {"response": DIRECT}]  # fmt: skip
+    prediction, _ = select("direct-select", answers, sandbox, instruction=stub)
+    assert prediction.selection.examples == ["assert add(1, 2) == 3"]
+    # four a - b answers agree and pass the teacher's one test, but only sample_1 passes the docstring's example
+    assert [(g.members, g.score, g.eligible) for g in prediction.selection.groups] == [
+        (["direct", "sample_2", "sample_3", "sample_4"], 4, False), (["sample_1"], 1, True)]
+    assert prediction.response == SUM
+
+
+# --------------------------------------------------------------------------------------------
+# amr-verified: module-level verification
+
+WRONG_MODULE = {"implementations": [{"name": "add", "code": "def add(a: int, b: int) -> int:\n    return a - b"}]}
+RIGHT_MODULE = {"implementations": [{"name": "add", "code": "def add(a: int, b: int) -> int:\n    return a + b"}]}
+MODULE_TESTS = {"tests": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"]}
+
+
+def modules_field(prompt: str) -> str:
+    return prompt.split("[[ ## modules ## ]]\n", 1)[1].split("\n\n[[ ## retrieved_modules ## ]]", 1)[0]
+
+
+def test_amr_verified_regenerates_a_failing_module_with_its_failing_test_and_neighbours(sandbox: Any) -> None:
+    library = FakeLibrary(LIBRARY.hits)
+    answers = [{"response": DIRECT}, {"modules": SPECS}, WRONG_MODULE, MODULE_TESTS,
+               {"implementation": "```python\ndef add(a: int, b: int) -> int:\n    return b + a\n```"},
+               {"response": EVOLVED}, {"tests": TESTS}]  # fmt: skip
+    prediction, lm = select("amr-verified", answers, sandbox, library=library)
+    (check,) = prediction.module_checks
+    assert (check.name, check.outcome, check.regenerated, check.neighbours) == ("add", "passed", True, ["m1"])
+    assert check.tests == MODULE_TESTS["tests"] and check.failure.startswith("assert add(1, 2) == 3\n")
+    regeneration, evolution = lm.history[4]["messages"][-1]["content"], lm.history[5]["messages"][-1]["content"]
+    assert "assert add(1, 2) == 3" in regeneration and "verified module plus" in regeneration
+    assert modules_field(evolution) == "def add(a: int, b: int) -> int:\n    return b + a"
+    assert prediction.response == EVOLVED and prediction.kept == "evolved" and len(lm.history) == 7
+    assert "module verification: 1 of 1 module(s) pass their tests, 0 untested, 1 regenerated" in prediction.notes
+    assert library.queries[-1] == "add: def add(a: int, b: int) -> int:\nSum of a and b."
+
+
+def test_amr_verified_keeps_a_passing_module_without_regenerating_it(sandbox: Any) -> None:
+    answers = [{"response": DIRECT}, {"modules": SPECS}, RIGHT_MODULE, MODULE_TESTS, {"response": EVOLVED},
+               {"tests": TESTS}]  # fmt: skip
+    prediction, lm = select("amr-verified", answers, sandbox, library=LIBRARY)
+    (check,) = prediction.module_checks
+    assert (check.outcome, check.regenerated, check.failure) == ("passed", False, None) and len(lm.history) == 6
+    assert modules_field(lm.history[4]["messages"][-1]["content"]) == RIGHT_MODULE["implementations"][0]["code"]
+
+
+def test_a_module_failing_after_regeneration_reaches_evolution_as_its_spec_only(sandbox: Any) -> None:
+    still_wrong = {"implementation": "def add(a, b):\n    return a * b"}
+    answers = [{"response": DIRECT}, {"modules": SPECS}, WRONG_MODULE, MODULE_TESTS, still_wrong, {"response": EVOLVED},
+               {"tests": TESTS}]  # fmt: skip
+    prediction, lm = select("amr-verified", answers, sandbox, library=LIBRARY)
+    (check,) = prediction.module_checks
+    assert (check.outcome, check.regenerated) == ("failed", True)
+    assert modules_field(lm.history[5]["messages"][-1]["content"]) == (
+        'def add(a: int, b: int) -> int:\n    """Sum of a and b."""')
+    assert prediction.response == EVOLVED
+
+
+def test_a_module_without_valid_tests_is_untested_and_kept() -> None:
+    answers = [{"response": DIRECT}, {"modules": SPECS}, WRONG_MODULE, {"tests": ["not a test"]}, {"response": EVOLVED},
+               {"tests": TESTS}]  # fmt: skip
+    executor = PythonExecutor()
+    prediction = run("amr-verified", answers, library=LIBRARY, executor=executor)
+    assert [(c.outcome, c.tests) for c in prediction.module_checks] == [("untested", [])]
+    assert len(executor.requests) == 2  # only the guard's runs of direct and evolved
+
+
+def test_amr_verified_is_compileable_and_amr_records_no_module_checks() -> None:
+    program = build_program("amr-verified", library=LIBRARY, executor=PythonExecutor(), verify_k=2)
+    assert [name for name, _ in program.named_predictors()] == [
+        "respond", "decompose", "generate", "evolve", "write_tests", "write_module_tests", "regenerate"]
+    assert program.config.verify_k == 2 and program.config.guard
+    answers = [{"response": DIRECT}, {"modules": SPECS}, RIGHT_MODULE, {"response": EVOLVED}, {"tests": TESTS}]
+    assert "module_checks" not in run("amr", answers, library=LIBRARY, executor=PythonExecutor()).keys()
