@@ -63,7 +63,7 @@ class ServerConfig(BaseModel):
     binary: Path | None = None  # the llama-server executable (kind "llama-server")
     host: str = "127.0.0.1"
     port: int | None = None  # None: a free port
-    n_ctx: int = 8192  # per request; llama-server's shared KV cache holds this many tokens per slot
+    n_ctx: int = 8192  # per request: each llama-server slot gets this many tokens of KV cache
     startup_timeout_s: float = 120.0
 
 
@@ -121,7 +121,8 @@ class LocalServer:
             ]  # fmt: skip
         if cfg.binary is None:
             raise TeacherUnavailableError("llama-server: no binary given (run `amr-dspy teacher build-server`)")
-        # One KV cache shared by all slots, so a long prompt is never cut to n_ctx / slots.
+        # n_ctx per slot. Not --kv-unified: with one cache shared by the slots, every decode step attended over
+        # all slots' tokens (masked), and 8 AMR calls of ~2k tokens each decoded at ~2 tokens/s per slot.
         return [
             str(cfg.binary),
             "--model", str(cfg.model_path),
@@ -129,7 +130,7 @@ class LocalServer:
             "--host", cfg.host,
             "--port", str(self.port),
             "--ctx-size", str(cfg.n_ctx * settings.slots),
-            "--kv-unified",
+            "--no-kv-unified",
             "--parallel", str(settings.slots),
             "--cont-batching",
             "--threads", threads,

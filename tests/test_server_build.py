@@ -80,7 +80,7 @@ def test_with_a_binary_auto_serves_with_llama_server_and_its_slots(
     assert (settings.kind, found) == ("llama-cpp-python", None)
 
 
-def test_llama_server_gets_one_shared_kv_cache_for_all_slots(tmp_path: Path) -> None:
+def test_each_llama_server_slot_gets_its_own_kv_cache_of_n_ctx(tmp_path: Path) -> None:
     settings = ServerSettings(kind="llama-server", slots=4, threads=2, ubatch_size=256)
     config = ServerConfig(model_path=tmp_path / "m.gguf", alias="m", n_ctx=8192, settings=settings,
                           binary=tmp_path / "llama-server")  # fmt: skip
@@ -89,7 +89,7 @@ def test_llama_server_gets_one_shared_kv_cache_for_all_slots(tmp_path: Path) -> 
     assert command[0] == str(tmp_path / "llama-server")
     assert (flag["--parallel"], flag["--ctx-size"], flag["--threads"], flag["--ubatch-size"]) == (
         "4", "32768", "2", "256")  # fmt: skip
-    assert "--kv-unified" in command and "--cont-batching" in command
+    assert "--no-kv-unified" in command and "--cont-batching" in command
     fallback = LocalServer(ServerConfig(model_path=tmp_path / "m.gguf", alias="m"))._command()
     assert fallback[1:3] == ["-m", "llama_cpp.server"]
 

@@ -101,6 +101,9 @@ def bench_teacher_command(
     append: Annotated[
         bool, typer.Option("--append", help="Add to the report already in --out (a bench run in parts).")
     ] = False,
+    servers_only: Annotated[
+        str | None, typer.Option("--servers", help="Measure only these server kinds (llama-server, llama-cpp-python).")
+    ] = None,
 ) -> None:
     """Aggregate tokens/s at several concurrency levels and the wall time of real runs, per local server."""
     import datetime
@@ -127,6 +130,8 @@ def bench_teacher_command(
     if unknown := chosen - set(_DEFAULT_COMMANDS):
         raise ConfigError(f"--only {sorted(unknown)[0]!r}: unknown command; known: {', '.join(_DEFAULT_COMMANDS)}")
     servers = available_servers(slots)
+    if servers_only:
+        servers = [s for s in servers if s.kind in servers_only.split(",")]
     if len(servers) == 1:
         console.print("[yellow]llama-server is not built (amr-dspy teacher build-server): measuring llama_cpp.server "
                       "only[/]")  # fmt: skip
