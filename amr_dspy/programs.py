@@ -560,6 +560,13 @@ class _Selecting:
     _executor: _Shared
     _on_early_exit = "no more samples"
 
+    def _start(self, instruction: str, entry_point: str | None,
+               notes: list[str]) -> tuple[dict[str, dspy.Prediction], CandidatePool]:  # fmt: skip
+        """The direct answer and the first samples, and the pool they open (enough for the early exit)."""
+        answers = {DIRECT: _direct_answer(self.respond, notes, instruction, entry_point)}
+        answers |= self._sample(instruction, range(1, self.config.first_samples + 1), notes)
+        return answers, self._open_pool(instruction, entry_point, answers, notes)
+
     def _sample(self, instruction: str, numbers: range, notes: list[str]) -> dict[str, dspy.Prediction]:
         """Answers ``sample_<number>`` drawn at temperature > 0; a sample the teacher botches is a note, no error."""
         base = _lm_rollout(self.respond)
@@ -633,9 +640,7 @@ class DirectSelectProgram(_Selecting, _Program):
 
     def solve(self, instruction: str, entry_point: str | None) -> dspy.Prediction:
         cfg, notes = self.config, []
-        answers = {DIRECT: _direct_answer(self.respond, notes, instruction, entry_point)}
-        answers |= self._sample(instruction, range(1, cfg.first_samples + 1), notes)
-        pool = self._open_pool(instruction, entry_point, answers, notes)
+        answers, pool = self._start(instruction, entry_point, notes)
         if pool.exits_early(cfg.first_samples):
             return self._finish(pool, answers, entry_point, notes, early_exit=True)
 
@@ -666,9 +671,7 @@ class AMRSelectProgram(_Selecting, AMRProgram):
 
     def solve(self, instruction: str, entry_point: str | None) -> dspy.Prediction:
         cfg, notes = self.config, []
-        answers = {DIRECT: _direct_answer(self.respond, notes, instruction, entry_point)}
-        answers |= self._sample(instruction, range(1, cfg.first_samples + 1), notes)
-        pool = self._open_pool(instruction, entry_point, answers, notes)
+        answers, pool = self._start(instruction, entry_point, notes)
         if pool.exits_early(cfg.first_samples):
             return self._finish(pool, answers, entry_point, notes, early_exit=True)
 
