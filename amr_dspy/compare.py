@@ -114,7 +114,7 @@ def parse_variant_entries(spec: str) -> list[VariantEntry]:
 
 
 def load_program_entry(entry: VariantEntry, **build_kwargs: Any) -> dspy.Module:
-    """Build ``entry``'s variant (``build_kwargs``: library, executor, guard) and load its artifact, if any."""
+    """Build ``entry``'s variant (``build_kwargs``: library, executor, guard, samples), load its artifact if any."""
     from amr_dspy.programs import build_program
 
     module = build_program(entry.variant, **build_kwargs)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 from rich.table import Table
@@ -48,6 +48,8 @@ __all__ = [
     "bigcodebench_limits",
     "execution_limits",
     "evaluate_program",
+    "run_parallel",
+    "program_config",
     "evaluate_samples",
     "read_samples",
     "write_samples",
@@ -65,6 +67,7 @@ __all__ = [
 
 EvalplusDataset = Literal["mbpp", "humaneval"]  # the datasets evalplus itself can check
 Failure = Literal["no_code", "wrong_answer", "error", "timeout", "memory", "program_error"]
+Kept = Literal["direct", "evolved", "sample"]
 _STATUS_FAILURE: dict[str, Failure] = {
     "failed": "wrong_answer",
     "error": "error",
@@ -103,7 +106,8 @@ class TaskResult(SolutionCheck):
     prompt_tokens: int = 0  # tokens of every call, cache hits included (their stored usage)
     completion_tokens: int = 0
     wall_s: float = 0.0  # the program's time for this task (cache hits make it short)
-    kept: Literal["direct", "evolved"] | None = None  # AMR variants: which answer the quality guard kept
+    # which answer the program kept: the quality guard's choice (AMR), the chosen candidate's kind (-select)
+    kept: Kept | None = None
 
 
 class CrossCheck(BaseModel):
@@ -122,6 +126,7 @@ class EvalResults(BaseModel):
     teacher: str | None = None
     server: str | None = None  # how a local teacher was served (batching can change greedy outputs)
     artifact: str | None = None  # the compiled program loaded into the variant
+    program_config: dict[str, Any] | None = None  # the program's settings (AMR stages, the -select samples)
     samples: str | None = None
     n_tasks: int
     pass_at_1: PassAt1  # over the scored tasks
@@ -398,7 +403,7 @@ class _Recorder:
         else:
             check = check_solutions(self.sandbox, [(task, code)])[0]
         details = _program_details(prediction, task.instruction)
-        kept = details["kept"] if details["kept"] in ("direct", "evolved") else None
+        kept = details["kept"] if details["kept"] in get_args(Kept) else None
         result = TaskResult(task_id=task.task_id, **check.model_dump(), **stats.model_dump(exclude={"error"}),
                             kept=kept)  # fmt: skip
         response = prediction.get("response") if hasattr(prediction, "get") else None
@@ -414,13 +419,44 @@ class _Recorder:
 
 
 def _program_details(prediction: Any, instruction: str) -> dict[str, Any]:
-    """What a program says about its own steps: notes, which answer was kept (AMR), what was retrieved, and the
-    text the teacher saw when the program framed ``instruction`` (None when it saw the instruction as it is)."""
+    """What a program says about its own steps: notes, which answer was kept (AMR, -select), what was retrieved,
+    the text the teacher saw when the program framed ``instruction`` (None when it saw the instruction as it is),
+    the -select variants' ``selection`` and amr-verified's ``module_checks`` (None when the program has none)."""
     get = prediction.get if hasattr(prediction, "get") else lambda key, default=None: default
     retrieved = [{"id": r.id, "name": r.name, "score": round(r.score, 4)} for r in get("retrieved", None) or []]
-    framed = get("framed_instruction", None)
-    return {"notes": list(get("notes", None) or []), "kept": get("kept", None), "retrieved": retrieved,
-            "framed_instruction": framed if framed != instruction else None}  # fmt: skip
+    framed, selection, checks = get("framed_instruction", None), get("selection", None), get("module_checks", None)
+    kept = get("kept", None) or getattr(selection, "kind", None)  # direct-select says it only in its selection
+    return {"notes": list(get("notes", None) or []), "kept": kept, "retrieved": retrieved,
+            "framed_instruction": framed if framed != instruction else None, "selection": _as_json(selection),
+            "module_checks": None if checks is None else [_as_json(c) for c in checks]}  # fmt: skip
+
+
+def _as_json(value: Any) -> Any:
+    """A pydantic record as plain JSON (predictions.jsonl and the checkpoint are JSON); anything else as it is."""
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+
+
+def program_config(program: Any) -> dict[str, Any] | None:
+    """A program's settings (its pydantic ``config``), or None for a program without one."""
+    config = getattr(program, "config", None)
+    return config.model_dump() if isinstance(config, BaseModel) else None
+
+
+def run_parallel(function: Callable[[Any], Any], items: Sequence[Any], *, threads: int,
+                 provide_traceback: bool = True) -> list[Any]:  # fmt: skip
+    """``function`` over ``items`` on ``threads`` threads with DSPy's settings (``dspy.Evaluate``'s executor).
+
+    Without its straggler re-submission: when at most 3 items are left and one has run 120 s, DSPy starts it
+    again beside itself. A long AMR task on the local teacher always takes that long, so the copy only took slots
+    from the original (it was recorded twice, and the teacher did the work twice). An item that raises gives None.
+    """
+    from dspy.utils.parallelizer import ParallelExecutor
+
+    if not items:
+        return []
+    executor = ParallelExecutor(num_threads=threads, max_errors=len(items) + 1, disable_progress_bar=True,
+                                provide_traceback=provide_traceback, timeout=0)  # fmt: skip
+    return executor.execute(function, list(items))
 
 
 def evaluate_program(
@@ -434,12 +470,10 @@ def evaluate_program(
     checkpoint: EvalCheckpoint | None = None,
     **meta: Any,
 ) -> tuple[EvalResults, dict[str, dict[str, Any]]]:
-    """Run ``program`` on every task through ``dspy.Evaluate``; return the results and each task's code/response.
+    """Run ``program`` on every task, ``threads`` at a time; return the results and each task's code/response.
 
     With a ``checkpoint``, tasks an earlier session finished are taken from it and each new one is appended.
     """
-    import dspy
-
     from amr_dspy.metric import task_to_example
 
     _check_unique(tasks)
@@ -450,17 +484,10 @@ def evaluate_program(
                 recorder.results[task.task_id] = TaskResult.model_validate(done.result)
                 recorder.solutions[task.task_id] = done.record
     pending = [t for t in tasks if t.task_id not in recorder.results]
-    evaluator = dspy.Evaluate(
-        devset=[task_to_example(t) for t in pending],
-        metric=recorder,
-        num_threads=threads,
-        display_progress=False,
-        max_errors=len(tasks) + 1,
-        provide_traceback=True,
-    )
+    instrumented = _instrumented(program)
     started = time.perf_counter()
-    if pending:
-        evaluator(_instrumented(program))
+    run_parallel(lambda example: recorder(example, instrumented(**example.inputs())),
+                 [task_to_example(t) for t in pending], threads=threads)  # fmt: skip
     wall_s = time.perf_counter() - started + (checkpoint.prior_wall_s if checkpoint else 0.0)
     for task in tasks:  # only a bug in checking itself leaves a task unrecorded
         if task.task_id not in recorder.results:
@@ -824,10 +851,7 @@ def summary_table(results: EvalResults) -> Table:
         *usage,
         f"{results.wall_s:.1f}s",
     )
-    kept = [t.kept for t in results.tasks if t.kept is not None]
-    if kept:
-        table.caption = (f"evolved answer kept on {kept.count('evolved')} of {results.n_tasks} tasks, direct on "
-                         f"{kept.count('direct')}; {results.n_tasks - len(kept)} ended before evolving")  # fmt: skip
+    table.caption = _kept_caption(results)
     if results.crosscheck is not None:
         cc = results.crosscheck
         table.caption = (
@@ -835,6 +859,19 @@ def summary_table(results: EvalResults) -> Table:
             + ("[green]agrees[/]" if cc.agree else f"[red]differs on {len(cc.disagreements)} task(s)[/]")
         )
     return table
+
+
+def _kept_caption(results: EvalResults) -> str | None:
+    """Which answers the program kept: the guard's evolved/direct split, or what the -select variants chose."""
+    kept = Counter(t.kept for t in results.tasks if t.kept is not None)
+    n, rest = results.n_tasks, results.n_tasks - sum(kept.values())
+    if not kept:
+        return None
+    if "sample" in kept or (results.variant or "").endswith("-select"):  # a selection may never pick a sample
+        chosen = ", ".join(f"{kind} {kept[kind]}" for kind in get_args(Kept) if kept[kind])
+        return f"answer chosen on {sum(kept.values())} of {n} tasks: {chosen}" + (f"; none on {rest}" if rest else "")
+    return (f"evolved answer kept on {kept['evolved']} of {n} tasks, direct on {kept['direct']}; "
+            f"{rest} ended before evolving")  # fmt: skip
 
 
 def left_out_summary(results: EvalResults) -> str | None:

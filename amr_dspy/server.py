@@ -49,11 +49,19 @@ class ServerSettings(BaseModel):
     threads: int | None = None  # None: all cores
     batch_size: int = 2048  # logical batch (llama.cpp's -b)
     ubatch_size: int = 512  # physical batch (llama.cpp's -ub)
+    # llama_cpp.server's default for chat completions (requests do not set it), where every committed result was
+    # made; llama-server's own default is 1.0, which alone changed most greedy answers. Same sampler on both.
+    repeat_penalty: float = 1.1
+    # Drafts from n-grams already in the context (prompt lookup), checked by the model in one step: AMR's
+    # generation and evolution copy long runs of the code they were shown. Greedy answers stay the model's own.
+    speculative: Literal["none", "ngram-simple"] = "ngram-simple"
 
     def describe(self) -> str:
         if self.kind == "llama-cpp-python":
             return "llama_cpp.server (one request at a time)"
-        return f"llama-server ({self.slots} slots, {self.threads or os.cpu_count()} threads, batch {self.batch_size}/{self.ubatch_size})"
+        drafts = "" if self.speculative == "none" else f", {self.speculative} drafts"
+        return (f"llama-server ({self.slots} slots, {self.threads or os.cpu_count()} threads, "
+                f"batch {self.batch_size}/{self.ubatch_size}{drafts})")  # fmt: skip
 
 
 class ServerConfig(BaseModel):
@@ -137,6 +145,8 @@ class LocalServer:
             "--threads-batch", threads,
             "--batch-size", str(settings.batch_size),
             "--ubatch-size", str(settings.ubatch_size),
+            "--repeat-penalty", str(settings.repeat_penalty),
+            "--spec-type", settings.speculative,
             "--no-webui",
         ]  # fmt: skip
 

@@ -700,6 +700,7 @@ class SynthesisJob(BaseModel):
     resume: bool = False
     grow: bool = True
     guard: bool = True
+    samples: int | None = Field(None, ge=0)  # the -select variants' samples (None: SelectConfig's default)
     verify: bool = True
     retries: int = Field(2, ge=0)
     backoff_s: float = Field(2.0, ge=0.0)
@@ -745,7 +746,7 @@ def prepare(job: SynthesisJob) -> Prepared:
     seed = job.seed_library or DEFAULT_LIBRARY
     if not (job.out / LIBRARY_DIR).is_dir() and not (seed / "manifest.json").is_file():
         raise ConfigError(f"--library {seed}: not a function-module library (manifest.json is missing)")
-    load_program(job.variant, job.artifact)  # an unknown variant or a mismatching artifact fails here, early
+    load_program(job.variant, job.artifact, samples=job.samples)  # an unknown variant or artifact fails here, early
     return Prepared(batch=batch, existing_records=existing or 0)
 
 
@@ -885,7 +886,7 @@ def execute(
         with Sandbox(workers=job.sandbox_workers) as sandbox:
             say("loading the program")
             program, digest = load_program(job.variant, job.artifact, library=library, executor=sandbox,
-                                           guard=job.guard)  # fmt: skip
+                                           guard=job.guard, samples=job.samples)  # fmt: skip
             settings = SynthesisSettings(source=batch.name, teacher=teacher, variant=job.variant,
                                          artifact=str(job.artifact) if job.artifact else None, artifact_sha256=digest,
                                          retries=job.retries, backoff_s=job.backoff_s, verify=job.verify,
@@ -941,7 +942,8 @@ def artifact_sha256(path: Path) -> str:
 
 
 def load_program(variant: str, artifact: Path | None, **build_kwargs: Any) -> tuple[dspy.Module, str | None]:
-    """Build ``variant`` and load the compiled ``artifact`` into it; returns the program and the artifact's sha256."""
+    """Build ``variant`` (``build_kwargs``: library, executor, guard, samples) and load the compiled ``artifact``
+    into it; returns the program and the artifact's sha256."""
     from amr_dspy.programs import build_program
 
     program = build_program(variant, **build_kwargs)

@@ -533,19 +533,18 @@ def _evaluate(
     program: dspy.Module, examples: list[Any], probe: _MetricProbe, threads: int, emit: Callable[[CompileEvent], None],
     phase: Phase,
 ) -> DevScore | None:  # fmt: skip
-    import dspy
+    from amr_dspy.evaluation import run_parallel
 
     if not examples:
         return None
     probe.phase = phase
     probe.on_score = lambda score: emit(CompileEvent(kind="progress", phase=phase, score=score))
     try:
-        evaluator = dspy.Evaluate(devset=examples, metric=probe.score, num_threads=threads, display_progress=False,
-                                  max_errors=len(examples) + 1, provide_traceback=False)  # fmt: skip
-        result = evaluator(program)
+        scored = run_parallel(lambda example: probe.score(example, program(**example.inputs())), examples,
+                              threads=threads, provide_traceback=False)  # fmt: skip
     finally:
         probe.on_score = None
-    scores = [float(score) for _, _, score in result.results]
+    scores = [float(score or 0.0) for score in scored]
     n = len(scores)
     return DevScore(n=n, score=sum(scores) / n, pass_rate=sum(s >= 1.0 for s in scores) / n)
 
@@ -663,7 +662,7 @@ def compile_program(
 ) -> CompileResult:
     """Compile ``variant`` with ``recipe`` under the configured LM; write ``out`` and its manifest.
 
-    ``program_options`` go to ``build_program`` (library, executor, guard); ``library`` names the module
+    ``program_options`` go to ``build_program`` (library, executor, guard, samples); ``library`` names the module
     library for the manifest. Raises ConfigError for held-out data, bad budgets or a foreign checkpoint.
     """
     from amr_dspy.metric import task_to_example

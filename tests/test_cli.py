@@ -1,4 +1,5 @@
-"""CLI smoke tests through a real subprocess: help, one-line errors, and (marked) a real generate run."""
+"""CLI smoke tests through a real subprocess: help, one-line errors, and (marked) a real generate run; and, in
+process, options that must reach the program a command builds."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from tests.conftest import llama_server_pids
 
@@ -67,3 +69,75 @@ def test_teacher_check_prints_tokens_per_second() -> None:
     result = amr("teacher", "check", timeout=600)
     assert result.returncode == 0, result.stderr
     assert "tokens/s" in result.stdout and "qwen2.5-coder-0.5b" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["eval", "--variant", "direct-select"],
+        ["compare", "--variants", "direct,direct-select"],
+        ["compile", "--variant", "direct-select"],
+        ["synthesize", "--input", "sample", "--out", "never-written", "--variant", "direct-select"],
+    ],
+)
+def test_a_negative_select_samples_is_refused_by_every_command(args: list[str]) -> None:
+    result = amr(*args, "--select-samples", "-1")
+    assert result.returncode == 2
+    assert "Invalid value for '--select-samples'" in result.stderr  # a usage error, before anything starts
+
+
+class _Stop(Exception):
+    """Ends a command once it has handed its options on: no sandbox run, no teacher."""
+
+
+def test_select_samples_reaches_the_program_compile_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from contextlib import nullcontext
+
+    import amr_dspy.cli.compile as compile_cli
+    import optimize.compile
+    from amr_dspy.cli import app
+    from amr_dspy.programs import build_program
+    from tests.compile_helpers import fake_task
+
+    built: list[int] = []
+
+    def compile_program(variant: str, *args: object, program_options: dict[str, object], **kwargs: object) -> None:
+        built.append(build_program(variant, **program_options).config.samples)
+        raise _Stop
+
+    monkeypatch.setattr(compile_cli, "teacher_session", lambda spec: nullcontext())
+    monkeypatch.setattr(compile_cli, "load_tasks", lambda spec, limit=None: [fake_task(k, spec) for k in (1, 2, 3)])
+    monkeypatch.setattr(optimize.compile, "compile_program", compile_program)
+    for args, samples in ((["--select-samples", "7"], 7), ([], 4)):
+        result = CliRunner().invoke(app, ["compile", "--variant", "direct-select", "--recipe", "bootstrap",
+                                          "--workers", "1", *args])  # fmt: skip
+        assert isinstance(result.exception, _Stop), result.output
+        assert built[-1] == samples
+
+
+def test_select_samples_reaches_the_program_synthesize_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import amr_dspy.synthesis
+    from amr_dspy.cli import app
+
+    jobs: list[amr_dspy.synthesis.SynthesisJob] = []
+
+    def prepare(job: amr_dspy.synthesis.SynthesisJob) -> None:
+        jobs.append(job)
+        raise _Stop
+
+    monkeypatch.setattr(amr_dspy.synthesis, "prepare", prepare)
+    result = CliRunner().invoke(app, ["synthesize", "--input", "sample", "--out", str(tmp_path / "run"),
+                                      "--variant", "amr-select", "--select-samples", "3"])  # fmt: skip
+    assert isinstance(result.exception, _Stop), result.output
+    (job,) = jobs
+    program, _ = amr_dspy.synthesis.load_program(job.variant, None, samples=job.samples)
+    assert job.samples == 3 and program.config.samples == 3
+    assert amr_dspy.synthesis.load_program("amr", None, samples=job.samples)[0].config == \
+        amr_dspy.synthesis.load_program("amr", None)[0].config  # a variant that does not sample ignores it
+
+
+def test_the_select_samples_help_names_select_configs_default() -> None:
+    from amr_dspy.cli._options import SelectSamplesOpt
+    from amr_dspy.programs import SelectConfig
+
+    assert f"(default {SelectConfig().samples})" in SelectSamplesOpt.__metadata__[0].help

@@ -45,7 +45,8 @@ def _invoke(cli: CliRunner, *args: str) -> object:
         (["--variants", "direct,cot", "--baseline", "amr"], ConfigError, "--baseline 'amr' is not among --variants"),
         (["--variants", "direct,no/such.json"], ConfigError, "no/such.json does not exist"),
         (["--from-evals", "only-one"], ConfigError, "at least two eval folders"),
-        (["--from-evals", "a,b", "--limit", "3"], ConfigError, "--limit, --reuse and --library apply to running"),
+        (["--from-evals", "a,b", "--limit", "3"], ConfigError, "--limit, --reuse, --library and --select-samples"),
+        (["--from-evals", "a,b", "--select-samples", "2"], ConfigError, "apply to running variants"),
         (["--from-evals", "nowhere-a,nowhere-b"], ConfigError, "nowhere-a: no results.json"),
     ],
 )
@@ -56,7 +57,9 @@ def test_compare_argument_errors(cli: CliRunner, args: list[str], error: type[Ex
     assert match in str(result.exception) and "\n" not in str(result.exception)
 
 
-@pytest.mark.parametrize("args", [["--resamples", "10"], ["--confidence", "1.5"], ["--limit", "0"]])
+@pytest.mark.parametrize(
+    "args", [["--resamples", "10"], ["--confidence", "1.5"], ["--limit", "0"], ["--select-samples", "-1"]]
+)
 def test_compare_option_ranges_are_checked(cli: CliRunner, args: list[str]) -> None:
     result = _invoke(cli, "compare", "--variants", "direct,cot", *args)
     assert result.exit_code == 2 and "Invalid value" in result.output
@@ -258,3 +261,36 @@ def test_an_interrupted_variant_resumes_from_its_checkpoint(
     assert [t["task_id"] for t in results["tasks"]] == [t.task_id for t in fixture_tasks]
 
     assert _invoke(cli, *args, "--fresh").exit_code == 0
+
+
+def test_select_samples_reaches_every_variant_and_a_run_with_other_samples_is_not_reused(
+    cli: CliRunner, fixture_tasks: list[Task], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import amr_dspy.programs
+
+    real_build = amr_dspy.programs.build_program
+    asked: list[tuple[str, object]] = []
+
+    def build(variant: str, **kwargs: object) -> dspy.Module:
+        asked.append((variant, kwargs.get("samples")))
+        stand_in = _Fixed(_ANSWERS["direct"])
+        stand_in.config = real_build(variant, **kwargs).config  # what the run's settings are recorded from
+        return stand_in
+
+    monkeypatch.setattr(amr_dspy.programs, "build_program", build)
+    out = tmp_path / "cmp"
+    args = ["compare", "--variants", "direct-select,amr-select", "-b", "humaneval+", "--workers", "1",
+            "--out", str(out)]  # fmt: skip
+    result = _invoke(cli, *args, "--select-samples", "2")
+    assert result.exit_code == 0, result.output
+    assert asked == [("direct-select", 2), ("amr-select", 2)]
+    for variant in ("direct-select", "amr-select"):
+        assert json.loads((out / variant / "results.json").read_text())["program_config"]["samples"] == 2
+
+    asked.clear()
+    again = _invoke(cli, *args, "--select-samples", "2", "--reuse")
+    assert again.exit_code == 0 and "reusing direct-select" in again.output and "reusing amr-select" in again.output
+    other = _invoke(cli, *args, "--select-samples", "3", "--reuse")
+    assert other.exit_code == 0, other.output
+    assert "reusing" not in other.output
+    assert json.loads((out / "amr-select" / "results.json").read_text())["program_config"]["samples"] == 3

@@ -10,7 +10,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from amr_dspy.errors import DataError
+from amr_dspy.agreement import CandidateRun, Selection
+from amr_dspy.errors import ConfigError, DataError
 from amr_dspy.evaluation import (
     EvalResults,
     check_solutions,
@@ -22,6 +23,7 @@ from amr_dspy.evaluation import (
     write_samples,
 )
 from amr_dspy.extract import extract_code
+from amr_dspy.programs import ModuleCheck
 from amr_dspy.sandbox import Sandbox
 from amr_dspy.tasks import Task, load_tasks
 from tests.evalplus_helpers import use_humaneval_fixture, use_mbpp_subset
@@ -368,3 +370,190 @@ def test_cli_eval_fails_loudly_when_the_program_fails_everywhere(
     assert result.exit_code != 0
     assert "failed on all 3 tasks" in str(result.exception) and "connection refused" in str(result.exception)
     assert json.loads((out / "results.json").read_text())["failures"] == {"program_error": 3}
+
+
+# --------------------------------------------------------------------------------------------
+# the selecting programs' records: selection, module checks, --select-samples
+
+
+def _selection(kind: str) -> Selection:
+    chosen = "sample_2" if kind == "sample" else kind
+    runs = [CandidateRun(name="direct", kind="direct", code="x = 1", tests=["pass"], tests_passed=1)]
+    return Selection(chosen=chosen, kind=kind, reason="by hand", tests=["assert x == 1"], candidates=runs)
+
+
+class _Selected(dspy.Module):
+    """Stands in for the selecting programs: a direct-select prediction (a selection, no ``kept``), an amr-verified
+    one (``kept`` and module checks), and one with neither; ``interrupt`` stops the run at the third task."""
+
+    def __init__(self, interrupt: bool = False) -> None:
+        super().__init__()
+        self.interrupt = interrupt
+
+    def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
+        if entry_point == "digit_sum":
+            return dspy.Prediction(response="no code", code=None, selection=_selection("sample"))
+        if entry_point == "mean_gap":
+            check = ModuleCheck(name="helper", tests=["assert helper() == 1"], outcome="failed", regenerated=True,
+                                failure="assert helper() == 1\nAssertionError")  # fmt: skip
+            return dspy.Prediction(response="no code", code=None, kept="direct", selection=_selection("direct"),
+                                   module_checks=[check])  # fmt: skip
+        if self.interrupt:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the run
+        return dspy.Prediction(response="no code", code=None)
+
+
+def _eval_with(cli: CliRunner, monkeypatch: pytest.MonkeyPatch, module: dspy.Module, out: Path,
+               *args: str) -> object:  # fmt: skip
+    import amr_dspy.cli.eval as eval_cli
+    import amr_dspy.programs
+    from amr_dspy.cli import app
+
+    @contextmanager
+    def no_teacher(spec: object) -> Iterator[None]:
+        yield None
+
+    monkeypatch.setattr(eval_cli, "teacher_session", no_teacher)
+    monkeypatch.setattr(amr_dspy.programs, "build_program", lambda variant, **kw: module)
+    return cli.invoke(app, ["eval", "--variant", "direct-select", "--benchmark", "humaneval+", "--threads", "1",
+                            "--workers", "1", "--out", str(out), *args])  # fmt: skip
+
+
+def _predictions(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+
+
+def test_selection_and_module_checks_are_written_to_predictions(
+    cli: CliRunner, fixture_tasks: list[Task], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    result = _eval_with(cli, monkeypatch, _Selected(), out)
+    assert result.exit_code == 0, result.output
+    rows = _predictions(out)
+    assert rows[0]["selection"] == _selection("sample").model_dump(mode="json")
+    assert rows[0]["selection"]["candidates"][0]["tests"] == ["pass"] and rows[0]["module_checks"] is None
+    assert rows[1]["module_checks"] == [{"name": "helper", "tests": ["assert helper() == 1"], "outcome": "failed",
+                                         "regenerated": True, "failure": "assert helper() == 1\nAssertionError",
+                                         "neighbours": []}]  # fmt: skip
+    assert (rows[2]["selection"], rows[2]["module_checks"]) == (None, None)
+    # direct-select says which kind it chose only in its selection; the kind is what the task result keeps
+    assert [r["kept"] for r in rows] == ["sample", "direct", None]
+    data = json.loads((out / "results.json").read_text())
+    assert [t["kept"] for t in data["tasks"]] == ["sample", "direct", None]
+    assert "answer chosen on 2 of 3 tasks: direct 1, sample 1; none on 1" in " ".join(result.output.split())
+
+
+def test_an_old_checkpoint_and_old_results_without_the_new_fields_still_load(
+    cli: CliRunner, fixture_tasks: list[Task], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    assert _eval_with(cli, monkeypatch, _Selected(interrupt=True), out).exit_code != 0
+    progress = out / "progress.jsonl"
+    lines = [json.loads(line) for line in progress.read_text().splitlines()]
+    assert [line["record"]["selection"]["kind"] for line in lines] == ["sample", "direct"]
+    for line in lines:  # as a checkpoint written before the records had them
+        del line["record"]["selection"], line["record"]["module_checks"]
+    progress.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    result = _eval_with(cli, monkeypatch, _Selected(), out)
+    assert result.exit_code == 0, result.output
+    assert "resuming: 2 tasks finished earlier" in result.output
+    rows = _predictions(out)
+    assert [(r["selection"], r["module_checks"]) for r in rows] == [(None, None)] * 3
+    assert [r["kept"] for r in rows] == ["sample", "direct", None]  # the resumed records kept theirs
+
+    old = json.loads((out / "results.json").read_text())
+    del old["program_config"]
+    old["tasks"][0]["kept"] = "evolved"
+    loaded = EvalResults.model_validate(old)
+    assert loaded.program_config is None and loaded.tasks[0].kept == "evolved"
+
+
+_SELECT_ANSWERS = {
+    "digit_sum": {"response": "```python\ndef digit_sum(n):\n    return sum(map(int, str(n)))\n```",
+                  "tests": ["assert digit_sum(123) == 6", "assert digit_sum(0) == 0"]},
+    "mean_gap": {"response": "I am not sure how to do that.", "tests": []},
+    "interleave": {"response": "```python\ndef interleave(a, b):\n    return ''.join(x + y for x, y in "
+                               "zip(a, b)) + a[len(b):] + b[len(a):]\n```",
+                   "tests": ["assert interleave('ab', 'cd') == 'acbd'"]},
+}  # fmt: skip
+
+
+class _SelectTeacher(dspy.utils.DummyLM):
+    """Answers direct-select's calls by task; with ``interrupt``, Ctrl-C arrives while it works on interleave."""
+
+    def __init__(self, interrupt: bool = False) -> None:
+        super().__init__(_SELECT_ANSWERS)
+        self.interrupt = interrupt
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        if self.interrupt and "interleave" in str(kwargs.get("messages")):
+            raise KeyboardInterrupt
+        return super().__call__(*args, **kwargs)
+
+
+def _eval_direct_select(cli: CliRunner, monkeypatch: pytest.MonkeyPatch, out: Path, *args: str,
+                        interrupt: bool = False) -> object:  # fmt: skip
+    import amr_dspy.cli.eval as eval_cli
+    from amr_dspy.cli import app
+
+    @contextmanager
+    def fake_session(spec: object) -> Iterator[dspy.LM]:
+        lm = _SelectTeacher(interrupt)
+        with dspy.context(lm=lm):
+            yield lm
+
+    monkeypatch.setattr(eval_cli, "teacher_session", fake_session)
+    return cli.invoke(app, ["eval", "--variant", "direct-select", "--benchmark", "humaneval+", "--threads", "1",
+                            "--workers", "1", "--out", str(out), *args])  # fmt: skip
+
+
+def test_select_samples_sets_how_many_answers_direct_select_samples(
+    cli: CliRunner, fixture_tasks: list[Task], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one = _eval_direct_select(cli, monkeypatch, tmp_path / "one", "--select-samples", "1")
+    assert one.exit_code == 0, one.output
+    rows = _predictions(tmp_path / "one")
+    # digit_sum and interleave pass everything and their one sample agrees: early exit; mean_gap has no code
+    assert [[c["name"] for c in r["selection"]["candidates"]] for r in rows] == [["direct", "sample_1"]] * 3
+    assert [r["selection"]["early_exit"] for r in rows] == [True, False, True]
+    assert [r["kept"] for r in rows] == ["direct"] * 3 and all(r["module_checks"] is None for r in rows)
+    data = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert data["program_config"]["samples"] == 1 and data["pass_at_1"]["plus"] == pytest.approx(2 / 3)
+
+    default = _eval_direct_select(cli, monkeypatch, tmp_path / "default")
+    assert default.exit_code == 0, default.output
+    candidates = [len(r["selection"]["candidates"]) for r in _predictions(tmp_path / "default")]
+    assert candidates == [3, 5, 3]  # SelectConfig: 4 samples, an early exit after 2 that agree
+    assert json.loads((tmp_path / "default" / "results.json").read_text())["program_config"]["samples"] == 4
+
+
+def test_a_checkpoint_made_with_other_select_samples_is_refused(
+    cli: CliRunner, fixture_tasks: list[Task], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    first = _eval_direct_select(cli, monkeypatch, out, "--select-samples", "1", interrupt=True)
+    assert first.exit_code != 0 and len((out / "progress.jsonl").read_text().splitlines()) == 2
+
+    other = _eval_direct_select(cli, monkeypatch, out, "--select-samples", "2")
+    assert isinstance(other.exception, ConfigError)
+    assert "progress.jsonl:1: checkpoint of a different run" in str(other.exception)
+    assert "\n" not in str(other.exception) and not (out / "results.json").exists()
+
+    same = _eval_direct_select(cli, monkeypatch, out, "--select-samples", "1")
+    assert same.exit_code == 0, same.output
+    assert "resuming: 2 tasks finished earlier" in same.output
+
+
+def test_cli_eval_refuses_a_negative_select_samples(cli: CliRunner) -> None:
+    from amr_dspy.cli import app
+
+    result = cli.invoke(app, ["eval", "--variant", "direct-select", "--select-samples", "-1"])
+    assert result.exit_code == 2 and "Invalid value for '--select-samples'" in result.output
+
+
+def test_cli_eval_select_samples_needs_a_variant(cli: CliRunner) -> None:
+    from amr_dspy.cli import app
+
+    result = cli.invoke(app, ["eval", "--canonical", "--select-samples", "2"])
+    assert isinstance(result.exception, ConfigError) and "--select-samples need --variant" in str(result.exception)

@@ -90,6 +90,7 @@ def test_each_llama_server_slot_gets_its_own_kv_cache_of_n_ctx(tmp_path: Path) -
     assert (flag["--parallel"], flag["--ctx-size"], flag["--threads"], flag["--ubatch-size"]) == (
         "4", "32768", "2", "256")  # fmt: skip
     assert "--no-kv-unified" in command and "--cont-batching" in command
+    assert (flag["--repeat-penalty"], flag["--spec-type"]) == ("1.1", "ngram-simple")
     fallback = LocalServer(ServerConfig(model_path=tmp_path / "m.gguf", alias="m"))._command()
     assert fallback[1:3] == ["-m", "llama_cpp.server"]
 
@@ -97,7 +98,7 @@ def test_each_llama_server_slot_gets_its_own_kv_cache_of_n_ctx(tmp_path: Path) -
 def test_the_server_is_recorded_in_words(tmp_path: Path) -> None:
     lm = TeacherSpec.parse("local").make_lm(api_base="http://127.0.0.1:9/v1",
                                             server=ServerSettings(kind="llama-server", slots=8, threads=2))
-    assert served_by(lm) == "llama-server (8 slots, 2 threads, batch 2048/512)"
+    assert served_by(lm) == "llama-server (8 slots, 2 threads, batch 2048/512, ngram-simple drafts)"
     assert served_by(TeacherSpec.parse("openai/gpt-4o-mini").make_lm()) is None
 
 

@@ -53,8 +53,8 @@ def test_the_report_shows_rates_speedups_and_agreement(tmp_path: Path) -> None:
                                                wall_s=10.0, prompt_tokens=400, completion_tokens=1000)])  # fmt: skip
     report.agreements.append(agreement("eval direct mbpp+:dev", a, b))  # type: ignore[arg-type]
     text = markdown_report(report)
-    assert "| llama-server (8 slots, 2 threads, batch 2048/512) | 4 | 8 | 10.0 | 100.0 | 40.0 |" in text
-    assert "| `eval --variant direct` | llama-server (8 slots, 2 threads, batch 2048/512) | 40 | 2.50× | 50.0% |" in text
+    assert "| llama-server (8 slots, 2 threads, batch 2048/512, ngram-simple drafts) | 4 | 8 | 10.0 | 100.0 | 40.0 |" in text
+    assert "| `eval --variant direct` | llama-server (8 slots, 2 threads, batch 2048/512, ngram-simple drafts) | 40 | 2.50× | 50.0% |" in text
     assert "| `eval --variant direct` | llama_cpp.server (one request at a time) | 100 | 1.00× | 50.0% |" in text
     assert "0 of 2 greedy answers differ" in text
 
@@ -67,3 +67,14 @@ def test_rates_are_measured_on_both_servers() -> None:
         rows = measure_rates("0.5b", settings, [1, 2], max_tokens=16, binary=find_server_binary(), say=lambda _: None)
         assert [r.concurrency for r in rows] == [1, 2] and [r.requests for r in rows] == [2, 4]
         assert all(r.completion_tokens > 0 and r.prompt_tokens > 0 and r.wall_s > 0 for r in rows)
+
+
+def test_a_sweep_names_llama_server_settings_and_refuses_unknown_keys() -> None:
+    from amr_dspy.cli.bench import _sweep_settings
+    from amr_dspy.errors import ConfigError
+
+    settings = _sweep_settings("slots=4, ubatch=256, spec=none")
+    assert (settings.slots, settings.ubatch_size, settings.speculative) == (4, 256, "none")  # type: ignore[attr-defined]
+    for bad in ("slots=four", "spec=eagle", "draft=1"):
+        with pytest.raises(ConfigError, match="--sweep"):
+            _sweep_settings(bad)

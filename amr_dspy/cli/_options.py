@@ -21,6 +21,7 @@ __all__ = [
     "TemperatureOpt",
     "NoCacheOpt",
     "GuardOpt",
+    "SelectSamplesOpt",
     "ServerOpt",
     "SlotsOpt",
     "teacher_spec",
@@ -44,6 +45,12 @@ GuardOpt = Annotated[
     bool,
     typer.Option("--guard/--no-guard", help="AMR variants: keep the evolved answer only if it passes at least as "
                  "many teacher-written unit tests as the direct one."),
+]
+# Not --samples: eval's --samples already names a samples file to check.
+SelectSamplesOpt = Annotated[
+    int | None,
+    typer.Option("--select-samples", min=0, help="direct-select and amr-select: answers sampled besides the direct "
+                 "one (default 4); other variants ignore it."),
 ]
 
 ServerOpt = Annotated[

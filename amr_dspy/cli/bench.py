@@ -63,17 +63,22 @@ def _ints(text: str, option: str) -> list[int]:
 
 
 def _sweep_settings(text: str) -> object:
-    """``slots=16,threads=2,ubatch=256,batch=2048`` → llama-server settings."""
+    """``slots=16,threads=2,ubatch=256,batch=2048,spec=none`` → llama-server settings."""
     from amr_dspy.errors import ConfigError
     from amr_dspy.server import ServerSettings
 
     names = {"slots": "slots", "threads": "threads", "batch": "batch_size", "ubatch": "ubatch_size"}
-    values: dict[str, int] = {}
+    drafts = ("none", "ngram-simple")
+    values: dict[str, int | str] = {}
     for part in text.split(","):
-        key, _, value = part.partition("=")
-        if key.strip() not in names or not value.strip().isdigit():
-            raise ConfigError(f"--sweep {text!r}: expected key=N pairs with keys {', '.join(names)}")
-        values[names[key.strip()]] = int(value)
+        key, _, value = (p.strip() for p in part.partition("="))
+        if key == "spec" and value in drafts:
+            values["speculative"] = value
+        elif key in names and value.isdigit():
+            values[names[key]] = int(value)
+        else:
+            raise ConfigError(f"--sweep {text!r}: expected key=N pairs with keys {', '.join(names)}, "
+                              f"or spec={'|'.join(drafts)}")  # fmt: skip
     return ServerSettings(kind="llama-server", **values)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,6 +14,7 @@ from amr_dspy.cli._options import (
     GuardOpt,
     MaxTokensOpt,
     NoCacheOpt,
+    SelectSamplesOpt,
     TeacherOpt,
     TemperatureOpt,
     teacher_session,
@@ -77,6 +78,7 @@ def compare_command(
         Path | None, typer.Option(file_okay=False, help="Function-module library directory, for variants that use one.")
     ] = None,
     guard: GuardOpt = True,
+    select_samples: SelectSamplesOpt = None,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Discard checkpoints of interrupted variant runs in --out instead of "
                            "resuming them.")
@@ -117,8 +119,10 @@ def compare_command(
         )
     out = out or Path("artifacts/compare") / _slug(benchmark)
     if from_evals is not None:
-        if limit is not None or reuse or library is not None:
-            raise ConfigError("--limit, --reuse and --library apply to running variants, not to --from-evals")
+        if limit is not None or reuse or library is not None or select_samples is not None:
+            raise ConfigError(
+                "--limit, --reuse, --library and --select-samples apply to running variants, not to --from-evals"
+            )
         directories = [Path(item.strip()) for item in from_evals.split(",") if item.strip()]
         if len(directories) < 2:
             raise ConfigError(f"--from-evals {from_evals!r}: a comparison needs at least two eval folders")
@@ -133,8 +137,8 @@ def compare_command(
             teacher, api_base, api_key, max_tokens=max_tokens, temperature=temperature, no_cache=no_cache
         )
         runs = _run_variants(
-            entries, benchmark, spec, out=out, limit=limit, reuse=reuse, library=library, guard=guard,
-            threads=threads, workers=workers, fresh=fresh,
+            entries, benchmark, spec, out=out, limit=limit, reuse=reuse, library=library,
+            build={"guard": guard, "samples": select_samples}, threads=threads, workers=workers, fresh=fresh,
         )  # fmt: skip
     report = build_report(runs, baseline=baseline, confidence=confidence, resamples=resamples, seed=seed)
     _show_and_export(report, out, task_rows=task_rows, change_tasks=change_tasks)
@@ -174,12 +178,15 @@ def _run_variants(
     limit: int | None,
     reuse: bool,
     library: Path | None,
-    guard: bool,
+    build: dict[str, Any],
     threads: int,
     workers: int,
     fresh: bool,
 ) -> list[EvalRun]:
-    """Run every variant on the same tasks under one teacher session, so coinciding LM calls share DSPy's cache."""
+    """Run every variant on the same tasks under one teacher session, so coinciding LM calls share DSPy's cache.
+
+    ``build``: the program options every variant is built with (guard, samples), besides library and executor.
+    """
     from amr_dspy.compare import load_eval_dir, variant_dir
     from amr_dspy.evaluation import execution_limits
     from amr_dspy.sandbox import Sandbox
@@ -194,7 +201,7 @@ def _run_variants(
         raise ConfigError(f"--variants: two entries would share an output folder in {out}; rename an artifact")
     pending = []
     for entry, d in zip(entries, directories, strict=True):
-        if reuse and _reusable(d, entry, tasks, benchmark, spec):
+        if reuse and _reusable(d, entry, tasks, benchmark, spec, build):
             console.print(f"reusing {entry.label}: {d / 'results.json'}")
         else:
             pending.append((entry, d))
@@ -202,7 +209,7 @@ def _run_variants(
         library_handle = _open_library(library) if library is not None else None
         with Sandbox(execution_limits(tasks), workers=workers) as sandbox, teacher_session(spec) as _lm:
             for entry, d in pending:
-                _run_one(entry, d, tasks, sandbox, benchmark, spec, library_handle, guard, threads, fresh)
+                _run_one(entry, d, tasks, sandbox, benchmark, spec, library_handle, build, threads, fresh)
     return [load_eval_dir(d) for d in directories]
 
 
@@ -214,7 +221,7 @@ def _run_one(
     benchmark: str,
     spec: TeacherSpec,
     library: object,
-    guard: bool,
+    build: dict[str, Any],
     threads: int,
     fresh: bool,
 ) -> None:
@@ -222,7 +229,7 @@ def _run_one(
     from amr_dspy.compare import load_program_entry
     from amr_dspy.evaluation import raise_if_all_failed, summary_table
 
-    module = load_program_entry(entry, library=library, executor=sandbox, guard=guard)
+    module = load_program_entry(entry, library=library, executor=sandbox, **build)
     results, _ = run_program_tasks(
         module,
         tasks,
@@ -242,9 +249,15 @@ def _run_one(
         raise AmrDspyError(f"variant {entry.label}: {exc}") from None
 
 
-def _reusable(directory: Path, entry: VariantEntry, tasks: list[Task], benchmark: str, spec: TeacherSpec) -> bool:
-    """A finished run of the same program, teacher, benchmark and tasks: its numbers would come out the same."""
+def _reusable(directory: Path, entry: VariantEntry, tasks: list[Task], benchmark: str, spec: TeacherSpec,
+              build: dict[str, Any]) -> bool:  # fmt: skip
+    """A finished run of the same program, settings, teacher, benchmark and tasks: its numbers would come out the same.
+
+    Results written before they recorded the program's settings are taken to match them.
+    """
     from amr_dspy.compare import load_eval_dir
+    from amr_dspy.evaluation import program_config
+    from amr_dspy.programs import build_program
 
     if not (directory / "results.json").is_file():
         return False
@@ -259,6 +272,8 @@ def _reusable(directory: Path, entry: VariantEntry, tasks: list[Task], benchmark
         and results.artifact == (str(entry.artifact) if entry.artifact else None)
         and results.teacher == spec.name
         and [t.task_id for t in results.tasks] == [t.task_id for t in tasks]
+        and (results.program_config is None or results.program_config == program_config(
+            build_program(entry.variant, **build)))  # fmt: skip
     )
 
 

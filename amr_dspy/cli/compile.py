@@ -24,6 +24,7 @@ from amr_dspy.cli._options import (
     GuardOpt,
     MaxTokensOpt,
     NoCacheOpt,
+    SelectSamplesOpt,
     TeacherOpt,
     TemperatureOpt,
     teacher_session,
@@ -73,6 +74,7 @@ def compile_command(
         Path, typer.Option(file_okay=False, help="Function-module library, for variants that retrieve modules.")
     ] = DEFAULT_LIBRARY,
     guard: GuardOpt = True,
+    select_samples: SelectSamplesOpt = None,
     threads: Annotated[
         int | None, typer.Option(min=1, help="Examples run in parallel (overrides the recipe's threads).")
     ] = None,
@@ -130,7 +132,8 @@ def compile_command(
                 teacher=TeacherInfo.from_spec(spec, served_by(lm)),
                 train_spec=train if train_limit is None else f"{train} (first {train_limit})",
                 dev_spec=dev if dev_limit is None else f"{dev} (first {dev_limit})",
-                program_options={"library": module_library, "executor": sandbox, "guard": guard},
+                program_options={"library": module_library, "executor": sandbox, "guard": guard,
+                                 "samples": select_samples},  # fmt: skip
                 library=library_id,
                 fresh=fresh,
                 on_event=show_event,

@@ -16,6 +16,7 @@ from amr_dspy.cli._options import (
     GuardOpt,
     MaxTokensOpt,
     NoCacheOpt,
+    SelectSamplesOpt,
     TeacherOpt,
     TemperatureOpt,
     teacher_session,
@@ -62,6 +63,7 @@ def eval_command(
         Path | None, typer.Option(file_okay=False, help="Function-module library directory, for variants that use one.")
     ] = None,
     guard: GuardOpt = True,
+    select_samples: SelectSamplesOpt = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N tasks of the benchmark.")] = None,
     threads: Annotated[
         int,
@@ -111,8 +113,10 @@ def eval_command(
             "give exactly one of --variant NAME (run a program), --samples FILE (check existing samples) "
             "or --canonical (check the canonical solutions)"
         )
-    if variant is None and (program or library):
-        raise ConfigError("--program and --library need --variant; --samples and --canonical run no program")
+    if variant is None and (program or library or select_samples is not None):
+        raise ConfigError(
+            "--program, --library and --select-samples need --variant; --samples and --canonical run no program"
+        )
     source = variant or (samples.stem if samples is not None else "canonical")
     out = out or Path("artifacts/eval") / _slug(f"{source}-{benchmark}")
 
@@ -142,6 +146,7 @@ def eval_command(
                 program=program,
                 library=library,
                 guard=guard,
+                select_samples=select_samples,
                 threads=threads,
                 out=out,
                 fresh=fresh,
@@ -188,6 +193,7 @@ def _run_program(
     program: Path | None,
     library: Path | None,
     guard: bool,
+    select_samples: int | None,
     threads: int,
     out: Path,
     fresh: bool,
@@ -195,7 +201,7 @@ def _run_program(
     from amr_dspy.programs import build_program
 
     module_library = _open_library(library) if library is not None else None
-    module = build_program(variant, library=module_library, executor=sandbox, guard=guard)
+    module = build_program(variant, library=module_library, executor=sandbox, guard=guard, samples=select_samples)
     if program is not None:
         from optimize.artifact import load_artifact
 
@@ -245,15 +251,14 @@ def run_program_tasks(
         TimeRemainingColumn,
     )
 
-    from amr_dspy.evaluation import TaskResult, evaluate_program, write_results, write_samples
+    from amr_dspy.evaluation import TaskResult, evaluate_program, program_config, write_results, write_samples
     from amr_dspy.resume import EvalCheckpoint, lm_fingerprint, run_key
     from amr_dspy.teacher import served_by
 
     lm = dspy.settings.lm
-    config = getattr(module, "config", None)
+    config = program_config(module)  # the -select variants' samples are in it: other samples, another run
     key = run_key(variant=variant, benchmark=benchmark, tasks=[t.task_id for t in tasks], teacher=teacher,
-                  artifact=artifact, config=config.model_dump() if hasattr(config, "model_dump") else None,
-                  lm=lm_fingerprint(lm))  # fmt: skip
+                  artifact=artifact, config=config, lm=lm_fingerprint(lm))  # fmt: skip
     checkpoint = EvalCheckpoint(out, key, fresh=fresh)
 
     columns = (
@@ -288,6 +293,7 @@ def run_program_tasks(
             artifact=artifact,
             checkpoint=checkpoint,
             server=served_by(lm),
+            program_config=config,
         )
     solutions = {task_id: record["code"] for task_id, record in records.items()}
     _write_predictions(out / "predictions.jsonl", tasks, records, results)
@@ -315,6 +321,8 @@ def _write_predictions(
                 "notes": record.get("notes", []),
                 "retrieved": record.get("retrieved", []),
                 "framed_instruction": record.get("framed_instruction"),
+                "selection": record.get("selection"),
+                "module_checks": record.get("module_checks"),
             }
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 

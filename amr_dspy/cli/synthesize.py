@@ -17,6 +17,7 @@ from amr_dspy.cli._options import (
     GuardOpt,
     MaxTokensOpt,
     NoCacheOpt,
+    SelectSamplesOpt,
     TeacherOpt,
     TemperatureOpt,
     teacher_session,
@@ -117,6 +118,7 @@ def synthesize_command(
         bool, typer.Option("--grow/--no-grow", help="Add the novel modules of verified records to OUT/library.")
     ] = True,
     guard: GuardOpt = True,
+    select_samples: SelectSamplesOpt = None,
     retries: Annotated[
         int, typer.Option(min=0, help="Re-runs of a record's program after a failure, with exponential backoff.")
     ] = 2,
@@ -184,6 +186,7 @@ def synthesize_command(
         resume=resume,
         grow=grow,
         guard=guard,
+        samples=select_samples,
         retries=retries,
         backoff_s=backoff,
         sft_all=sft_all,
