@@ -1,8 +1,12 @@
 """Synthesis, the main job: every input instruction becomes one training record with a verified response.
 
 Each record is made by ``synthesize_record``, a pure function of (instruction, program, library snapshot):
-it runs the program, checks the response for benchmark overlap, verifies the final code with teacher-written
-unit tests in the sandbox and proposes the novel function modules of a verified answer, writing nothing.
+it runs the program, chooses the answer to keep, checks it for benchmark overlap, verifies its code with
+teacher-written unit tests in the sandbox and proposes the novel function modules of a verified answer, writing
+nothing. The answer kept must define the requested entry point (the item's, else the one the instruction names,
+else the direct answer's main function, ``amr_dspy.entry_points``); a final answer that does not, or that only ties
+the direct answer on the record's unit tests, loses to the direct answer; what the entry point never reaches is
+pruned, and an answer that pruning breaks loses too.
 ``merge_record`` adds the proposals to the library (the library serializes writes). ``run_synthesis`` drives
 the two with N records in flight; a distributed engine can call the same two functions on its own workers.
 
@@ -34,10 +38,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.table import Table
 
 from amr_dspy.decontam import DecontamConfig, Verdict
+from amr_dspy.entry_points import (
+    defined_names,
+    named_entry_points,
+    prune_response,
+    prune_unreachable,
+    referenced_names,
+    requested_entry_point,
+)
 from amr_dspy.errors import ConfigError, DataError, TeacherUnavailableError
 from amr_dspy.extract import extract_code
 from amr_dspy.library import Library, ModuleRecord, Provenance
 from amr_dspy.rows import file_rows
+from amr_dspy.testcases import AssertTest, ExecutionRequest, ExecutionResult
 
 if TYPE_CHECKING:
     import dspy
@@ -256,6 +269,7 @@ class ModuleSpecRecord(BaseModel):
 
 
 VerificationStatus = Literal["passed", "failed", "no_code", "no_tests", "error", "skipped"]
+EntryPointSource = Literal["item", "instruction", "direct answer"]
 
 
 class RecordVerification(BaseModel):
@@ -291,6 +305,9 @@ class SynthesisRecord(BaseModel):
     response: str  # the final answer: the training target
     kept: str | None = None  # "evolved", "direct" or "fallback"
     code: str | None = None
+    entry_point: str | None = None  # the function the answer must define: the item's, or derived
+    entry_point_source: EntryPointSource | None = None
+    pruned: list[str] = Field(default_factory=list)  # definitions the entry point never reaches, cut from the answer
     notes: list[str] = Field(default_factory=list)
     verification: RecordVerification
     contamination: Verdict | None = None  # the response's benchmark-overlap check
@@ -434,35 +451,211 @@ def _no_code_message(response: str | None) -> str:
     return "the response has no code"
 
 
-def _verify(program: Any, code: str | None, item: InputItem, executor: Executor,
-            response: str | None = None) -> tuple[RecordVerification, list]:  # fmt: skip
-    from amr_dspy.framing import frame_instruction
-    from amr_dspy.programs import write_unit_tests
-    from amr_dspy.testcases import ExecutionRequest
+class _Answer(BaseModel):
+    """A candidate for the record's answer: the program's final one, or its direct one."""
 
-    if not code:
-        return RecordVerification(status="no_code", message=_no_code_message(response)), []
-    instruction = frame_instruction(item.instruction, item.entry_point)  # as the programs frame it for predictors
-    try:
-        tests = write_unit_tests(_test_writer(program), instruction=instruction, code=code)
-    except Exception as exc:  # the teacher gone, or an answer with no assert at all
-        return RecordVerification(status="error", message=f"writing unit tests failed: {_one_line(exc)}"), []
-    if not tests:
-        return RecordVerification(status="no_tests", message="the teacher wrote no valid assert statement"), []
-    result = executor.run(ExecutionRequest(code=code, entry_point=item.entry_point, tests=tests, fail_fast=False))
+    response: str
+    code: str | None = None
+    kept: str | None = None
+    pruned: list[str] = Field(default_factory=list)
+
+
+class _EntryPoint(BaseModel):
+    name: str | None = None
+    source: EntryPointSource | None = None
+    keep: list[str] = Field(default_factory=list)  # the other functions the instruction asks for: never pruned
+
+
+class _Tried(BaseModel):
+    """An answer and what the record's unit tests did on it (no result: nothing was run)."""
+
+    answer: _Answer
+    tests: list[AssertTest] = Field(default_factory=list)
+    result: ExecutionResult | None = None
+
+
+class _Checked(BaseModel):
+    """What the checks of one record decided."""
+
+    answer: _Answer
+    entry: _EntryPoint
+    notes: list[str]
+    verification: RecordVerification
+    contamination: Verdict | None = None
+    growth: Growth = Field(default_factory=Growth)
+    proposed: list[ModuleRecord] = Field(default_factory=list)
+
+
+def _entry_point(item: InputItem, prediction: Any) -> _EntryPoint:
+    """The item's entry point, else the function the instruction names, else the direct answer's main function."""
+    if item.entry_point:
+        return _EntryPoint(name=item.entry_point, source="item")
+    direct = prediction.get("direct_response")
+    direct_code = extract_code(direct) if direct else None
+    name = requested_entry_point(item.instruction, direct_code)
+    named = named_entry_points(item.instruction, direct_code)
+    if name is None:
+        return _EntryPoint()
+    source: EntryPointSource = "instruction" if name in named else "direct answer"
+    return _EntryPoint(name=name, source=source, keep=[n for n in named if n != name])
+
+
+def _answers(prediction: Any, item: InputItem, notes: list[str]) -> tuple[_Answer, _Answer | None]:
+    """The program's final answer and, when its text differs, the direct answer (the one a tie goes to)."""
+    final = _Answer(response=prediction.get("response") or "", code=prediction.get("code"), kept=prediction.get("kept"))
+    direct = prediction.get("direct_response")
+    if direct and direct == final.response and final.kept not in (None, "direct", "fallback"):
+        notes.append(f"tie: direct kept (the {final.kept} response is the direct one)")
+        return final.model_copy(update={"kept": "direct"}), None
+    if not direct or direct == final.response:
+        return final, None
+    return final, _Answer(response=direct, code=extract_code(direct, item.entry_point), kept="direct")
+
+
+def _defines(code: str | None, name: str | None) -> bool:
+    return name is None or name in defined_names(code or "")
+
+
+def _label(answer: _Answer) -> str:
+    return answer.kept or "final"
+
+
+def _structural(final: _Answer, direct: _Answer | None, entry: _EntryPoint, notes: list[str]) -> _Answer:
+    """A final answer without code, or without the entry point, loses to the direct answer before any test."""
+    if direct is None:
+        return final
+    if final.code is None and direct.code is not None:
+        notes.append(f"kept direct: the {_label(final)} response has no code")
+        return direct
+    if not _defines(final.code, entry.name):
+        nor = "" if _defines(direct.code, entry.name) else "; nor does the direct one"
+        notes.append(f"kept direct: the {_label(final)} response does not define {entry.name}{nor}")
+        return direct
+    return final
+
+
+class _Trial:
+    """The record's unit tests, written once for the answer checked first and run on every candidate."""
+
+    def __init__(self, executor: Executor, entry_point: str | None, tests: list[AssertTest]) -> None:
+        self.executor, self.entry_point, self.tests = executor, entry_point, tests
+
+    def run(self, answer: _Answer, tests: list[AssertTest] | None = None) -> _Tried:
+        tests = self.tests if tests is None else tests
+        request = ExecutionRequest(code=answer.code or "", entry_point=self.entry_point, tests=tests, fail_fast=False)
+        return _Tried(answer=answer, tests=tests, result=self.executor.run(request) if tests else None)
+
+
+def _n_passed(tried: _Tried) -> int:
+    return sum(o.status == "passed" for o in tried.result.outcomes) if tried.result else 0
+
+
+def _tie_break(tried: _Tried, direct: _Tried, notes: list[str]) -> _Tried:
+    """Evolution can damage an answer while the tests tie: the rewrite has to earn its place."""
+    n, label = len(tried.tests), _label(tried.answer)
+    n_final, n_direct = _n_passed(tried), _n_passed(direct)
+    scores = f"direct {n_direct}/{n}, {label} {n_final}/{n}"
+    if n_direct == n_final:
+        notes.append(f"tie: direct kept (record's unit tests: {scores})")
+    else:
+        winner = "direct" if n_direct > n_final else label
+        notes.append(f"kept {winner}: it passed more of the record's unit tests ({scores})")
+    return direct if n_direct >= n_final else tried
+
+
+def _pruned(tried: _Tried, entry: _EntryPoint, trial: _Trial | None, notes: list[str]) -> _Tried | None:
+    """The answer without what the entry point never reaches; None when pruning breaks it.
+
+    Broken: the pruned code does not compile, or fails a test the unpruned code passed. A test that calls a
+    pruned function tests code the instruction did not ask for: it is dropped, not counted against the answer.
+    """
+    answer = tried.answer
+    if entry.name is None or answer.code is None:
+        return tried
+    code = prune_unreachable(answer.code, entry.name, entry.keep)
+    if code is None:
+        return None
+    if code == answer.code:
+        return tried
+    dropped = sorted(defined_names(answer.code) - defined_names(code))
+    pruned = _Answer(response=prune_response(answer.response, dropped), code=code, kept=answer.kept, pruned=dropped)
+    if trial is None or tried.result is None:
+        notes.append(f"pruned what {entry.name} never reaches (untested): {', '.join(dropped)}")
+        return _Tried(answer=pruned)
+    tests = [t for t in tried.tests if not referenced_names(t.code) & set(dropped)]
+    after = trial.run(pruned, tests)
+    passed = {o.name for o in tried.result.outcomes if o.status == "passed"}
+    if after.result is not None and any(o.name in passed and o.status != "passed" for o in after.result.outcomes):
+        return None
+    notes.append(f"pruned what {entry.name} never reaches: {', '.join(dropped)}")
+    return after
+
+
+def _settle(answer: _Answer, direct: _Answer | None, entry: _EntryPoint, trial: _Trial | None,
+            notes: list[str]) -> _Tried:  # fmt: skip
+    """Run the tests on the answer, let a tie go to the direct answer, then prune the winner."""
+    tried = trial.run(answer) if trial else _Tried(answer=answer)
+    rival = direct if direct is not None and answer is not direct and direct.code else None
+    if rival is not None and not _defines(rival.code, entry.name):
+        rival = None  # a direct answer without the entry point cannot win a tie
+    rival_tried = trial.run(rival) if trial and rival else None
+    if rival_tried is not None:
+        tried = _tie_break(tried, rival_tried, notes)
+    if (pruned := _pruned(tried, entry, trial, notes)) is not None:
+        return pruned
+    label = _label(tried.answer)
+    if rival is not None and tried.answer is not rival:
+        notes.append(f"kept direct: pruning the {label} response broke it")
+        fallback = rival_tried or _Tried(answer=rival)
+        if (pruned := _pruned(fallback, entry, trial, notes)) is not None:
+            return pruned
+        tried, label = fallback, "direct"
+    notes.append(f"kept the {label} response unpruned: pruning broke it")
+    return tried
+
+
+def _verification(tried: _Tried) -> RecordVerification:
+    if not tried.tests:
+        return RecordVerification(status="no_tests", message="no unit test left that exercises the entry point")
+    result = tried.result or ExecutionResult()
     failure = result.first_failure()
     return RecordVerification(
         status="passed" if result.passed else "failed",
-        n_tests=len(tests),
-        n_passed=sum(o.status == "passed" for o in result.outcomes),
+        n_tests=len(tried.tests),
+        n_passed=_n_passed(tried),
         failed_test=failure.name if failure else None,
         message=(failure.message or failure.status)[:500] if failure else result.crash_reason,
-    ), tests
+    )
+
+
+def _verify(program: Any, answer: _Answer, direct: _Answer | None, item: InputItem, entry: _EntryPoint,
+            executor: Executor, notes: list[str]) -> tuple[RecordVerification, _Tried]:  # fmt: skip
+    """Teacher-written unit tests for the answer, run on it (and on the direct answer, for a tie), then pruning."""
+    from amr_dspy.framing import frame_instruction
+    from amr_dspy.programs import write_unit_tests
+
+    if not answer.code:
+        return RecordVerification(status="no_code", message=_no_code_message(answer.response)), _Tried(answer=answer)
+    if not _defines(answer.code, entry.name):
+        message = f"the code does not define {entry.name}, which the {entry.source} asks for"
+        return RecordVerification(status="failed", message=message), _Tried(answer=answer)
+    instruction = frame_instruction(item.instruction, item.entry_point)  # as the programs frame it for predictors
+    try:
+        tests = write_unit_tests(_test_writer(program), instruction=instruction, code=answer.code)
+    except Exception as exc:  # the teacher gone, or an answer with no assert at all
+        message = f"writing unit tests failed: {_one_line(exc)}"
+        return RecordVerification(status="error", message=message), _settle(answer, direct, entry, None, notes)
+    if not tests:
+        verification = RecordVerification(status="no_tests", message="the teacher wrote no valid assert statement")
+        return verification, _settle(answer, direct, entry, None, notes)
+    tried = _settle(answer, direct, entry, _Trial(executor, entry.name, tests), notes)
+    return _verification(tried), tried
 
 
 def _propose(
-    library: Library, prediction: Any, item: InputItem, tests: list, settings: SynthesisSettings, executor: Executor
-) -> tuple[Growth, list[ModuleRecord]]:
+    library: Library, prediction: Any, answer: _Answer, item: InputItem, tests: list, settings: SynthesisSettings,
+    executor: Executor, entry_point: str | None,
+) -> tuple[Growth, list[ModuleRecord]]:  # fmt: skip
     import dspy
 
     from amr_dspy.growth import grow_library
@@ -473,9 +666,63 @@ def _propose(
     provenance = Provenance(source=settings.provenance_source, task_id=item.task_id, instruction_id=item.id,
                             teacher=settings.teacher,
                             artifact=settings.artifact_sha256 or settings.artifact)  # fmt: skip
-    report, records = grow_library(library, prediction, item.instruction, provenance=provenance, executor=executor,
-                                   entry_point=item.entry_point, write_tests=replay)  # fmt: skip
+    kept = dspy.Prediction(code=answer.code, modules=prediction.get("modules") or [])  # the kept answer's modules
+    report, records = grow_library(library, kept, item.instruction, provenance=provenance, executor=executor,
+                                   entry_point=entry_point, write_tests=replay)  # fmt: skip
     return Growth(candidates=report.candidates, proposed=len(records), reason=report.reason), records
+
+
+def _overlap(decontaminator: Decontaminator | None, response: str) -> Verdict | None:
+    return decontaminator.check_response(response) if decontaminator and response else None
+
+
+def _dropped(contamination: Verdict) -> RecordVerification:
+    return RecordVerification(status="skipped", message=f"dropped: the response overlaps {contamination.benchmark_id}")
+
+
+def _leaks(contamination: Verdict | None) -> bool:
+    return contamination is not None and contamination.contaminated
+
+
+def _kept_and_verified(
+    program: Any, answer: _Answer, direct: _Answer | None, item: InputItem, entry: _EntryPoint,
+    settings: SynthesisSettings, executor: Executor, decontaminator: Decontaminator | None, notes: list[str],
+) -> tuple[RecordVerification, _Tried, Verdict | None]:  # fmt: skip
+    """The answer to keep and its verification, unless it leaks a benchmark (checked again if the answer changed)."""
+    contamination = _overlap(decontaminator, answer.response)
+    if _leaks(contamination):
+        return _dropped(contamination), _Tried(answer=answer), contamination
+    if not settings.verify:
+        verification = RecordVerification(status="skipped", message="verification off")
+        return verification, _settle(answer, direct, entry, None, notes), contamination
+    try:
+        verification, tried = _verify(program, answer, direct, item, entry, executor, notes)
+    except Exception as exc:  # the sandbox itself failed; the record still stands, unverified
+        return RecordVerification(status="error", message=_one_line(exc)), _Tried(answer=answer), contamination
+    if tried.answer.response != answer.response:  # the direct answer or a pruned one is kept instead
+        contamination = _overlap(decontaminator, tried.answer.response)
+        if _leaks(contamination):
+            return _dropped(contamination), tried, contamination
+    return verification, tried, contamination
+
+
+def _grown(
+    library: Library | None, prediction: Any, item: InputItem, tried: _Tried, checked: RecordVerification,
+    contamination: Verdict | None, entry: _EntryPoint, settings: SynthesisSettings, executor: Executor,
+) -> tuple[Growth, list[ModuleRecord]]:  # fmt: skip
+    """The novel modules of a verified answer, proposed for the library."""
+    if _leaks(contamination):
+        return Growth(reason="response contaminated"), []
+    if not settings.verify:
+        return Growth(reason="not verified"), []
+    if checked.status != "passed":
+        return Growth(reason=f"not verified ({checked.status})"), []
+    if not settings.grow or library is None:
+        return Growth(reason="growth off"), []
+    try:
+        return _propose(library, prediction, tried.answer, item, tried.tests, settings, executor, entry.name)
+    except Exception as exc:  # growth is a by-product; it must not lose the record
+        return Growth(reason=f"growth failed: {_one_line(exc)}"), []
 
 
 def _check(
@@ -483,29 +730,26 @@ def _check(
     prediction: Any,
     item: InputItem,
     library: Library | None,
-    contamination: Verdict | None,
     settings: SynthesisSettings,
     executor: Executor,
-) -> tuple[RecordVerification, Growth, list[ModuleRecord]]:
-    """Verify the final code (unless the response leaks a benchmark) and propose the modules of verified code."""
-    if contamination is not None and contamination.contaminated:
-        message = f"dropped: the response overlaps {contamination.benchmark_id}"
-        return RecordVerification(status="skipped", message=message), Growth(reason="response contaminated"), []
-    if not settings.verify:
-        return RecordVerification(status="skipped", message="verification off"), Growth(reason="not verified"), []
-    try:
-        verification, tests = _verify(program, prediction.get("code"), item, executor, prediction.get("response"))
-    except Exception as exc:  # the sandbox itself failed; the record still stands, unverified
-        verification, tests = RecordVerification(status="error", message=_one_line(exc)), []
-    if verification.status != "passed":
-        return verification, Growth(reason=f"not verified ({verification.status})"), []
-    if not settings.grow or library is None:
-        return verification, Growth(reason="growth off"), []
-    try:
-        growth, proposed = _propose(library, prediction, item, tests, settings, executor)
-    except Exception as exc:  # growth is a by-product; it must not lose the record
-        return verification, Growth(reason=f"growth failed: {_one_line(exc)}"), []
-    return verification, growth, proposed
+    decontaminator: Decontaminator | None,
+) -> _Checked:
+    """Choose the answer to keep, verify it (unless it leaks a benchmark) and propose the modules of verified code.
+
+    The answer: the program's final one, unless it lacks code or the entry point (then the direct one), ties
+    the direct one on the record's unit tests (then the direct one), or breaks when what its entry point never
+    reaches is pruned (then the direct one, pruned in turn).
+    """
+    notes: list[str] = []
+    entry = _entry_point(item, prediction)
+    final, direct = _answers(prediction, item, notes)
+    answer = _structural(final, direct, entry, notes)
+    verification, tried, contamination = _kept_and_verified(program, answer, direct, item, entry, settings, executor,
+                                                            decontaminator, notes)  # fmt: skip
+    growth, proposed = _grown(library, prediction, item, tried, verification, contamination, entry, settings,
+                              executor)  # fmt: skip
+    return _Checked(answer=tried.answer, entry=entry, notes=notes, verification=verification,
+                    contamination=contamination, growth=growth, proposed=proposed)  # fmt: skip
 
 
 def synthesize_record(
@@ -533,12 +777,11 @@ def synthesize_record(
             best = meter.best or ""
             prediction = dspy.Prediction(response=best, code=extract_code(best, item.entry_point) if best else None,
                                          modules=[], retrieved=[], notes=[], kept="fallback")  # fmt: skip
-        response = prediction.get("response") or ""
-        contamination = decontaminator.check_response(response) if decontaminator and response else None
         verify_clock = time.perf_counter()
-        verification, growth, proposed = _check(program, prediction, item, library, contamination, settings, executor)
+        checked = _check(program, prediction, item, library, settings, executor, decontaminator)
         verify_s = time.perf_counter() - verify_clock
     framed = prediction.get("framed_instruction")
+    answer = checked.answer
     record = SynthesisRecord(
         id=item.id,
         instruction=item.instruction,
@@ -551,13 +794,16 @@ def synthesize_record(
         retrieved=[RetrievedModule(id=r.id, name=r.name, score=round(float(r.score), 4))
                    for r in prediction.get("retrieved") or []],  # fmt: skip
         evolved_response=prediction.get("evolved_response"),
-        response=response,
-        kept=prediction.get("kept"),
-        code=prediction.get("code"),
-        notes=list(prediction.get("notes") or []),
-        verification=verification,
-        contamination=contamination,
-        growth=growth,
+        response=answer.response,
+        kept=answer.kept,
+        code=answer.code,
+        entry_point=checked.entry.name,
+        entry_point_source=checked.entry.source,
+        pruned=answer.pruned,
+        notes=[*(prediction.get("notes") or []), *checked.notes],
+        verification=checked.verification,
+        contamination=checked.contamination,
+        growth=checked.growth,
         teacher=settings.teacher,
         variant=settings.variant,
         artifact=settings.artifact,
@@ -569,7 +815,7 @@ def synthesize_record(
         fallback=fallback,
         error=error,
     )
-    return RecordResult(record=record, proposed=proposed)
+    return RecordResult(record=record, proposed=checked.proposed)
 
 
 def merge_record(library: Library, result: RecordResult, *, novelty_threshold: float = 0.95) -> SynthesisRecord:
@@ -978,6 +1224,7 @@ def _dataset_features() -> Any:
     return Features({
         "id": string, "instruction": string, "response": string, "code": string, "source": string,
         "direct_response": string, "evolved_response": string, "kept": string, "notes": [string],
+        "entry_point": string, "entry_point_source": string, "pruned": [string],
         "modules": [{"name": string, "signature": string, "description": string}],
         "retrieved": [{"id": string, "name": string, "score": number}],
         "verified": Value("bool"), "verification_status": string, "verification_n_tests": integer,
@@ -992,7 +1239,8 @@ def _dataset_row(r: SynthesisRecord) -> dict[str, Any]:
     return {
         "id": r.id, "instruction": r.instruction, "response": r.response, "code": r.code, "source": r.source,
         "direct_response": r.direct_response, "evolved_response": r.evolved_response, "kept": r.kept,
-        "notes": r.notes, "modules": [m.model_dump() for m in r.modules],
+        "notes": r.notes, "entry_point": r.entry_point, "entry_point_source": r.entry_point_source,
+        "pruned": r.pruned, "modules": [m.model_dump() for m in r.modules],
         "retrieved": [m.model_dump() for m in r.retrieved], "verified": r.verified,
         "verification_status": r.verification.status, "verification_n_tests": r.verification.n_tests,
         "verification_n_passed": r.verification.n_passed, "library_added": r.growth.added, "teacher": r.teacher,

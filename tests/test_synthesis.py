@@ -11,6 +11,7 @@ import dspy
 import pytest
 
 from amr_dspy.errors import ArtifactError, ConfigError, DataError, TeacherUnavailableError
+from amr_dspy.extract import extract_code
 from amr_dspy.library import HashingEmbedder, Library, ModuleRecord, Provenance, Verification
 from amr_dspy.sandbox import Sandbox
 from amr_dspy.server import free_port
@@ -18,6 +19,7 @@ from amr_dspy.synthesis import (
     InputItem,
     RecordLog,
     SynthesisJob,
+    SynthesisRecord,
     SynthesisSettings,
     check_teacher,
     execute,
@@ -182,7 +184,10 @@ def test_a_record_is_verified_and_its_modules_proposed_without_writing_the_libra
     record = result.record
     assert record.verified and record.verification.n_tests == 2 and record.verification.n_passed == 2
     assert record.code and "def add_numbers" in record.code and "```python" in record.response
-    assert record.direct_response and record.modules[0].name == "add_numbers" and record.kept == "evolved"
+    assert record.direct_response and record.modules[0].name == "add_numbers"
+    assert record.evolved_response == record.direct_response and record.kept == "direct"  # a tie goes to direct
+    assert "tie: direct kept (the evolved response is the direct one)" in record.notes
+    assert (record.entry_point, record.entry_point_source, record.pruned) == ("add_numbers", "instruction", [])
     assert record.retrieved and record.retrieved[0].id.startswith("clamp-")  # the library was searched
     assert record.error is None and record.attempts == 1 and not record.fallback
     assert [m.name for m in result.proposed] == ["add_numbers"] and len(library) == 1  # pure: nothing added yet
@@ -306,6 +311,108 @@ def test_the_fallback_is_the_best_response_seen_so_far(fake: FakeOpenAI, sandbox
     assert "def almost_there" in record.response and record.verified  # the kept answer is still checked
 
 
+WORDS = "Write `word_frequencies(text)` returning (word, count) pairs, most frequent first."
+CSV = "Write `csv_column_stats(csv_text, column)` returning the min, max and mean of a column of CSV text."
+WORDS_DIRECT = ("from collections import Counter\n\n\ndef word_frequencies(text):\n"
+                "    return Counter(text.split()).most_common()\n")  # fmt: skip
+WORDS_BUGGY = "def word_frequencies(text):\n    return [(w, 1) for w in text.split()]\n"
+CSV_DIRECT = ("import csv\nimport io\n\n\ndef csv_column_stats(csv_text, column):\n"
+              "    values = [float(r[column]) for r in csv.DictReader(io.StringIO(csv_text)) if r[column]]\n"
+              "    return {'min': min(values), 'max': max(values), 'mean': sum(values) / len(values)}\n")  # fmt: skip
+# The evolved answers the compiled amr program kept on the sample run: retrieved library modules, nothing else.
+MBPP_643 = "import re\n\n\ndef text_match_wordz_middle(text):\n    return bool(re.search(r'\\Bz\\B', text))\n"
+MBPP_722 = ("def filter_data(students, h, w):\n"
+            "    return {k: s for k, s in students.items() if s[0] >= h and s[1] >= w}\n")  # fmt: skip
+WORDS_TESTS = ["assert word_frequencies('b a b') == [('b', 2), ('a', 1)]", "assert word_frequencies('') == []"]
+CSV_TESTS = ["assert csv_column_stats('x\\n1\\n3\\n', 'x') == {'min': 1.0, 'max': 3.0, 'mean': 2.0}"]
+
+
+def fenced(code: str) -> str:
+    return f"Here is the solution.\n\n```python\n{code}```\n"
+
+
+class Evolved(dspy.Module):
+    """A stand-in AMR program: a fixed direct answer, and an evolved one the quality guard kept."""
+
+    def __init__(self, direct: str, evolved: str) -> None:
+        super().__init__()
+        self.direct, self.evolved = fenced(direct), fenced(evolved)
+
+    def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
+        return dspy.Prediction(response=self.evolved, code=extract_code(self.evolved, entry_point),
+                               direct_response=self.direct, evolved_response=self.evolved, kept="evolved",
+                               notes=["kept evolved: no valid unit tests to compare with"], modules=[],
+                               retrieved=[])  # fmt: skip
+
+
+def synthesize_scripted(sandbox: Sandbox, instruction: str, program: dspy.Module, tests: list[str]) -> SynthesisRecord:
+    from dspy.utils import DummyLM
+
+    lm = DummyLM([{"tests": tests}])  # the one call left: the record's unit tests
+    with dspy.context(lm=lm, adapter=dspy.ChatAdapter()):
+        return synthesize_record(item(instruction), program, None, settings=settings(grow=False),
+                                 executor=sandbox).record  # fmt: skip
+
+
+@pytest.mark.parametrize(("instruction", "direct", "module", "tests"), [
+    (WORDS, WORDS_DIRECT, MBPP_643, WORDS_TESTS), (CSV, CSV_DIRECT, MBPP_722, CSV_TESTS)])
+def test_an_evolved_answer_that_is_only_a_retrieved_module_loses_to_the_direct_answer(
+    sandbox: Sandbox, instruction: str, direct: str, module: str, tests: list[str]
+) -> None:
+    record = synthesize_scripted(sandbox, instruction, Evolved(direct, module), tests)
+    name = instruction.split("`")[1].split("(")[0]
+    assert (record.entry_point, record.entry_point_source) == (name, "instruction")
+    assert record.kept == "direct" and record.response == fenced(direct) and record.code == extract_code(direct)
+    assert record.evolved_response == fenced(module)  # kept on the record, but not the answer
+    assert f"kept direct: the evolved response does not define {name}" in record.notes
+    assert record.verified and record.verification.n_tests == len(tests)
+
+
+def test_without_a_name_in_the_instruction_the_direct_answers_main_function_is_required(sandbox: Sandbox) -> None:
+    record = synthesize_scripted(sandbox, "Count how often each word of a text occurs, most frequent first.",
+                                 Evolved(WORDS_DIRECT, MBPP_643), WORDS_TESTS)  # fmt: skip
+    assert (record.entry_point, record.entry_point_source) == ("word_frequencies", "direct answer")
+    assert record.kept == "direct" and record.verified
+
+
+def test_a_tie_on_the_records_tests_goes_to_the_direct_answer(sandbox: Sandbox) -> None:
+    rewritten = ("from collections import Counter\n\n\ndef word_frequencies(text: str) -> list[tuple[str, int]]:\n"
+                 "    return Counter(text.split()).most_common()\n")  # fmt: skip
+    tie = synthesize_scripted(sandbox, WORDS, Evolved(WORDS_DIRECT, rewritten), WORDS_TESTS)
+    assert tie.kept == "direct" and tie.response == fenced(WORDS_DIRECT) and tie.verified
+    assert "tie: direct kept (record's unit tests: direct 2/2, evolved 2/2)" in tie.notes
+    better = synthesize_scripted(sandbox, WORDS, Evolved(WORDS_BUGGY, rewritten), WORDS_TESTS)
+    assert better.kept == "evolved" and better.response == fenced(rewritten) and better.verified
+    assert "kept evolved: it passed more of the record's unit tests (direct 1/2, evolved 2/2)" in better.notes
+
+
+def test_what_the_entry_point_never_reaches_is_pruned_from_the_kept_answer(sandbox: Sandbox) -> None:
+    record = synthesize_scripted(sandbox, WORDS, Evolved(WORDS_BUGGY, WORDS_DIRECT + "\n\n" + MBPP_643),
+                                 WORDS_TESTS + ["assert text_match_wordz_middle('xzy')"])  # fmt: skip
+    assert record.kept == "evolved" and record.pruned == ["text_match_wordz_middle"]
+    assert record.code == extract_code(WORDS_DIRECT + "import re\n")  # imports stay
+    assert "text_match_wordz_middle" not in record.response and "def word_frequencies" in record.response
+    assert "pruned what word_frequencies never reaches: text_match_wordz_middle" in record.notes
+    assert record.verified and record.verification.n_tests == 2  # the test of the pruned module went with it
+
+
+def test_an_answer_that_pruning_breaks_loses_to_the_direct_answer(sandbox: Sandbox) -> None:
+    dynamic = ("def _count(text):\n    return sorted({w: text.split().count(w) for w in text.split()}.items(),\n"
+               "                  key=lambda kv: (-kv[1], text.split().index(kv[0])))\n\n\n"
+               "def word_frequencies(text):\n    return globals()['_count'](text)\n")  # fmt: skip
+    record = synthesize_scripted(sandbox, WORDS, Evolved(WORDS_BUGGY, dynamic), WORDS_TESTS)
+    assert "kept evolved: it passed more of the record's unit tests (direct 1/2, evolved 2/2)" in record.notes
+    assert "kept direct: pruning the evolved response broke it" in record.notes
+    assert record.kept == "direct" and record.response == fenced(WORDS_BUGGY) and not record.verified
+
+
+def test_old_records_without_the_new_fields_still_load() -> None:
+    old = {"id": "o/0", "instruction": "x", "source": "s", "response": "r", "verification": {"status": "passed"},
+           "teacher": "t", "variant": "amr", "timings": {"started_at": "2025-01-01T00:00:00Z"}}  # fmt: skip
+    record = SynthesisRecord.model_validate(old)
+    assert record.entry_point is None and record.entry_point_source is None and record.pruned == []
+
+
 def test_an_unreachable_teacher_is_one_line_before_any_work() -> None:
     lm = dspy.LM("openai/nobody", api_base=f"http://127.0.0.1:{free_port()}/v1", api_key="x", num_retries=3)
     with pytest.raises(TeacherUnavailableError) as caught:
@@ -401,6 +508,7 @@ def test_a_run_writes_records_exports_library_and_summary_and_resumes(
     dataset = datasets.load_dataset(str(out / "dataset"), split="train")
     assert sorted(dataset["id"]) == ["alpaca/0", "alpaca/1", "alpaca/2"]  # the contaminated record is left out
     assert dataset[dataset["id"].index("alpaca/0")]["modules"][0]["name"] == "add_pair"
+    assert dataset[dataset["id"].index("alpaca/0")]["entry_point"] == "add_pair"
     sft = [json.loads(line) for line in (out / "sft.jsonl").read_text().splitlines()]
     assert sorted(s["id"] for s in sft) == ["alpaca/0", "alpaca/1"]
     assert [m["role"] for m in sft[0]["messages"]] == ["user", "assistant"]
