@@ -114,6 +114,7 @@ class TeacherBenchReport(BaseModel):
     rates: list[RateRow] = Field(default_factory=list)
     commands: list[CommandRun] = Field(default_factory=list)
     agreements: list[Agreement] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)  # what the numbers alone do not say (written by hand)
     created: str = ""
 
 
@@ -190,7 +191,7 @@ def _read_outcome(run: CommandRun, out: Path) -> None:
         counts = {k: v for k, v in data.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         run.extra = {k: counts[k] for k in sorted(counts)[:12]}
         if data.get("records"):
-            run.pass_at_1 = data.get("verified", 0) / data["records"]
+            run.pass_at_1 = (data.get("verification") or {}).get("passed", 0) / data["records"]
 
 
 def agreement(name: str, a: CommandRun, b: CommandRun) -> Agreement | None:
@@ -253,4 +254,6 @@ def markdown_report(report: TeacherBenchReport) -> str:
         lines += ["", f"{agree.name}: {agree.differing_answers} of {agree.tasks} greedy answers differ between the "
                   f"servers; {agree.outcome_changes} tasks change outcome; pass@1 {agree.pass_a:.1%} → "
                   f"{agree.pass_b:.1%}."]  # fmt: skip
+    if report.notes:
+        lines += ["", *(f"- {note}" for note in report.notes)]
     return "\n".join(lines) + "\n"

@@ -52,7 +52,9 @@ def test_the_report_shows_rates_speedups_and_agreement(tmp_path: Path) -> None:
                                 rates=[RateRow(server=NEW.describe(), settings=NEW, concurrency=4, requests=8,
                                                wall_s=10.0, prompt_tokens=400, completion_tokens=1000)])  # fmt: skip
     report.agreements.append(agreement("eval direct mbpp+:dev", a, b))  # type: ignore[arg-type]
+    report.notes.append("the cores were shared")
     text = markdown_report(report)
+    assert text.endswith("- the cores were shared\n")
     assert "| llama-server (8 slots, 2 threads, batch 2048/512, ngram-simple drafts) | 4 | 8 | 10.0 | 100.0 | 40.0 |" in text
     assert "| `eval --variant direct` | llama-server (8 slots, 2 threads, batch 2048/512, ngram-simple drafts) | 40 | 2.50× | 50.0% |" in text
     assert "| `eval --variant direct` | llama_cpp.server (one request at a time) | 100 | 1.00× | 50.0% |" in text
@@ -78,3 +80,14 @@ def test_a_sweep_names_llama_server_settings_and_refuses_unknown_keys() -> None:
     for bad in ("slots=four", "spec=eagle", "draft=1"):
         with pytest.raises(ConfigError, match="--sweep"):
             _sweep_settings(bad)
+
+
+def test_a_synthesis_run_reads_its_verified_fraction_from_the_summary(tmp_path: Path) -> None:
+    from amr_dspy.teacher_bench import _read_outcome
+
+    (tmp_path / "summary.json").write_text(json.dumps({"records": 15, "verification": {"passed": 3, "failed": 12},
+                                                       "wall_s": 100.0}))  # fmt: skip
+    run = CommandRun(name="synthesize sample", server=NEW.describe(), settings=NEW, argv=["amr-dspy", "synthesize"],
+                     wall_s=100.0, returncode=0, out=str(tmp_path))  # fmt: skip
+    _read_outcome(run, tmp_path)
+    assert run.pass_at_1 == 0.2

@@ -9,7 +9,7 @@ import typer
 
 from amr_dspy.cli._app import bench_app, console
 
-__all__ = ["bench_sandbox_command"]
+__all__ = ["bench_sandbox_command", "bench_decontam_command"]
 
 
 @bench_app.command("sandbox")
@@ -135,11 +135,11 @@ def bench_teacher_command(
     if unknown := chosen - set(_DEFAULT_COMMANDS):
         raise ConfigError(f"--only {sorted(unknown)[0]!r}: unknown command; known: {', '.join(_DEFAULT_COMMANDS)}")
     servers = available_servers(slots)
-    if servers_only:
-        servers = [s for s in servers if s.kind in servers_only.split(",")]
     if len(servers) == 1:
         console.print("[yellow]llama-server is not built (amr-dspy teacher build-server): measuring llama_cpp.server "
                       "only[/]")  # fmt: skip
+    if servers_only:
+        servers = [s for s in servers if s.kind in servers_only.split(",")]
     binary = find_server_binary()
     report = TeacherBenchReport(model=spec.name, cores=os.cpu_count() or 1, max_tokens=max_tokens,
                                 created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))  # fmt: skip
@@ -179,4 +179,38 @@ def bench_teacher_command(
                 report.agreements.append(agree)
                 save()
     console.print(markdown_report(report), highlight=False)
+    console.print(f"wrote {out / 'report.json'} and {out / 'report.md'}")
+
+
+@bench_app.command("decontam")
+def bench_decontam_command(
+    out: Annotated[Path, typer.Option(file_okay=False, help="Report folder.")] = Path(
+        "artifacts/reports/bench-decontam"
+    ),
+    alpaca: Annotated[
+        Path | None, typer.Option(dir_okay=False, help="Code Alpaca JSON (default: code_alpaca_2k.json in "
+                                  "$AMR_DSPY_DATA or ../shared/data).")  # fmt: skip
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Python Code Alpaca rows used as clean text.")] = 200,
+    embedding: Annotated[
+        bool, typer.Option("--embedding/--no-embedding", help="Also measure MiniLM similarity and the defaults "
+                           "end to end (embeds a few thousand texts).")  # fmt: skip
+    ] = True,
+) -> None:
+    """False positives on known-clean text and recall on planted contamination, per decontamination setting."""
+    from amr_dspy.decontam_bench import markdown_report, run_bench
+    from amr_dspy.errors import DataError
+    from amr_dspy.tasks import _local_copy
+
+    source = alpaca or (Path(found) if (found := _local_copy("code_alpaca_2k.json")) else None)
+    if source is None or not source.is_file():
+        raise DataError(f"Code Alpaca not found ({source or 'code_alpaca_2k.json in $AMR_DSPY_DATA or ../shared/data'})"
+                        "; pass --alpaca")  # fmt: skip
+    say = lambda line: console.print(f"[dim]{line}[/]", highlight=False)  # noqa: E731
+    report = run_bench(source, limit=limit, embedding=embedding, say=say)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(markdown_report(report), encoding="utf-8")
+    for reason in report.reasons:
+        console.print(reason, highlight=False)
     console.print(f"wrote {out / 'report.json'} and {out / 'report.md'}")
