@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test setup server
+.PHONY: run test setup server setup-bigcodebench
 
 setup: $(VENV)/.installed server
 
@@ -36,3 +36,14 @@ run: setup
 
 test: setup
 	$(PY) -m pytest
+
+# BigCodeBench's reference harness for `eval --crosscheck`, and its tasks' test-time libraries (the extra). The
+# bigcodebench package goes in without its dependencies: they include vllm, transformers and API clients, used only
+# for generation; its evaluator and data loader need only numpy, matplotlib, datasets and the three named here.
+# The core libraries stay at their installed versions (the exclusion list was measured on them): pip refuses,
+# rather than downgrades, where the extra does not fit them.
+BIGCODEBENCH_PIN := bigcodebench==0.2.5
+setup-bigcodebench: $(VENV)/.installed
+	$(PY) -m pip install --quiet --no-deps '$(BIGCODEBENCH_PIN)'
+	$(PY) -m pip freeze | grep -iE '^(numpy|pandas|scipy|scikit-learn|matplotlib)==' > $(VENV)/core-constraints.txt
+	$(PY) -m pip install --quiet -c $(VENV)/core-constraints.txt appdirs tempdir wget -e '.[bigcodebench]'

@@ -50,6 +50,7 @@ __all__ = [
     "bigcodebench_split",
     "bigcodebench_subset",
     "bigcodebench_tasks",
+    "data_file",
     "exclusions",
     "parse_spec",
     "imported_modules",
@@ -156,7 +157,7 @@ def bigcodebench_tasks(spec: str) -> Iterator[Task]:
 
     name, split, subset = parse_spec(spec)
     excluded = exclusions()
-    for row in _rows(_data_file()):
+    for row in _rows(data_file()):
         libraries = row.libraries()
         task_split = bigcodebench_split(row.task_id)
         if (split is not None and task_split != split) or not _in_subset(bigcodebench_subset(libraries), subset):
@@ -189,7 +190,8 @@ def exclusions() -> dict[str, str]:
     return table
 
 
-def _data_file() -> Path:
+def data_file() -> Path:
+    """The release file: ``$BIGCODEBENCH_OVERRIDE_PATH``, else the first ``BigCodeBench-hf.jsonl.gz`` found."""
     override = os.environ.get("BIGCODEBENCH_OVERRIDE_PATH")
     if override:
         if not Path(override).is_file():

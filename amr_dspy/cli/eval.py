@@ -27,6 +27,7 @@ from amr_dspy.errors import ConfigError, DataError
 if TYPE_CHECKING:
     import dspy
 
+    from amr_dspy.bigcodebench_crosscheck import BigCodeBenchCrossCheck
     from amr_dspy.evaluation import EvalResults
     from amr_dspy.sandbox import Sandbox
     from amr_dspy.tasks import Task
@@ -79,7 +80,10 @@ def eval_command(
         bool, typer.Option("--fresh", help="Discard the checkpoint of an interrupted run in --out instead of resuming.")
     ] = False,
     crosscheck: Annotated[
-        bool, typer.Option("--crosscheck", help="Also run evalplus.evaluate on the same samples and show both pass@1.")
+        bool,
+        typer.Option("--crosscheck", help="Also run the reference harness on the same samples and show both pass@1: "
+                     "evalplus.evaluate (MBPP+, HumanEval+) or bigcodebench's untrusted_check (BigCodeBench; "
+                     "`make setup-bigcodebench` installs it)."),  # fmt: skip
     ] = False,
     show_tasks: Annotated[
         bool | None,
@@ -125,8 +129,12 @@ def eval_command(
     if not tasks or any(not t.tests for t in tasks):
         raise DataError(f"{benchmark}: eval needs tasks with hidden tests (mbpp+[:split], humaneval+ or bigcodebench)")
     dataset = tasks[0].dataset
-    if crosscheck and dataset not in ("mbpp", "humaneval"):
-        raise ConfigError(f"--crosscheck needs an evalplus benchmark (mbpp+ or humaneval+), not {benchmark!r}")
+    if crosscheck and dataset not in ("mbpp", "humaneval", "bigcodebench"):
+        raise ConfigError(f"--crosscheck needs mbpp+, humaneval+ or bigcodebench, not {benchmark!r}")
+    if crosscheck and dataset == "bigcodebench":
+        from amr_dspy.bigcodebench_crosscheck import require_reference
+
+        require_reference()  # before any task runs
 
     with Sandbox(execution_limits(tasks), workers=workers) as sandbox:
         if samples is not None:
@@ -153,14 +161,28 @@ def eval_command(
             )
     samples_path = out / "samples.jsonl"
     write_samples(samples_path, [t.task_id for t in tasks], solutions)
-    if crosscheck:
+    reference: BigCodeBenchCrossCheck | None = None
+    if crosscheck and dataset == "bigcodebench":
+        reference = _crosscheck_bigcodebench(samples_path, results, out, workers)
+        results.crosscheck = reference.summary(out / "bigcodebench" / "crosscheck.json")
+    elif crosscheck:
         with console.status("running evalplus.evaluate on the same samples"):
             results.crosscheck = crosscheck_evalplus(
                 samples_path, results, dataset, workdir=out / "evalplus", parallel=workers
             )  # type: ignore[arg-type]
     write_results(out / "results.json", results)
     raise_if_all_failed(results)
-    _report(results, out, show_tasks if show_tasks is not None else len(tasks) <= 30)
+    _report(results, out, show_tasks if show_tasks is not None else len(tasks) <= 30, reference)
+
+
+def _crosscheck_bigcodebench(samples_path: Path, results: EvalResults, out: Path,
+                             workers: int) -> BigCodeBenchCrossCheck:  # fmt: skip
+    from amr_dspy.bigcodebench import data_file
+    from amr_dspy.bigcodebench_crosscheck import crosscheck_bigcodebench
+
+    with console.status(f"running bigcodebench's untrusted_check on the same {len(results.tasks)} samples"):
+        return crosscheck_bigcodebench(samples_path, results, data_file=data_file(), workdir=out / "bigcodebench",
+                                       parallel=workers)  # fmt: skip
 
 
 def _check_samples(
@@ -334,15 +356,23 @@ def _open_library(directory: Path) -> object:
         return Library.open(directory)
 
 
-def _report(results: EvalResults, out: Path, show_tasks: bool) -> None:
+def _report(
+    results: EvalResults, out: Path, show_tasks: bool, reference: BigCodeBenchCrossCheck | None = None
+) -> None:
     from amr_dspy.evaluation import left_out_summary, results_table, summary_table
 
     if show_tasks:
         console.print(results_table(results))
-    console.print(summary_table(results))
+    # without the evalplus-shaped record, whose caption would name evalplus: the reference's own lines follow
+    console.print(summary_table(results if reference is None else results.model_copy(update={"crosscheck": None})))
     if (left_out := left_out_summary(results)) is not None:
         console.print(left_out, highlight=False, soft_wrap=True)
-    if results.crosscheck is not None and not results.crosscheck.agree:
+    if reference is not None:
+        from amr_dspy.bigcodebench_crosscheck import crosscheck_headline, crosscheck_lines
+
+        for line in (crosscheck_headline(reference), *crosscheck_lines(reference)):
+            console.print(line, highlight=False, soft_wrap=True)
+    elif results.crosscheck is not None and not results.crosscheck.agree:
         console.print(f"[red]evalplus disagrees on:[/] {', '.join(results.crosscheck.disagreements[:20])}")
     console.print(f"wrote {out / 'samples.jsonl'} and {out / 'results.json'}")
 
