@@ -143,8 +143,9 @@ def synthesize_command(
                                    "is in [this, --similarity-threshold).")  # fmt: skip
     ] = None,
     decontam_against: Annotated[
-        list[str] | None, typer.Option(help="Benchmarks to check against: humaneval, mbpp+ or a JSONL of "
-                                       "{id, prompt, solution} (repeatable; default humaneval and mbpp+).")  # fmt: skip
+        list[str] | None, typer.Option(help="Benchmarks to check against (their evaluation splits): humaneval, mbpp+, "
+                                       "bigcodebench or a JSONL of {id, prompt, solution} (repeatable; default all "
+                                       "three).")  # fmt: skip
     ] = None,
     embedding_model: Annotated[
         str, typer.Option(help="Embedding model of the similarity check (hashing-N for a quick offline check).")
