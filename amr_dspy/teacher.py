@@ -24,6 +24,7 @@ from amr_dspy.model_files import EMBEDDED_MODELS, assemble_model
 from amr_dspy.server import LocalServer, ServerConfig, ServerSettings
 from amr_dspy.server_build import find_server_binary
 from amr_dspy.slot_gate import SlotGate
+from amr_dspy.text_adapter import TextAdapter
 
 __all__ = [
     "TeacherSpec",
@@ -65,8 +66,9 @@ class TeacherSpec(BaseModel):
     cache: bool = True
     num_retries: int = 3
     timeout_s: float = 600.0
-    # ChatAdapter by default: asked for JSON, the 0.5B teacher drops the code block from its answer.
-    adapter: Literal["chat", "json"] = "chat"  # "json" applies to remote teachers only
+    # "text": plain conversations for text-to-text signatures, ChatAdapter's field markers for the rest (see
+    # text_adapter). Asked for JSON, the 0.5B teacher drops the code block from its answer.
+    adapter: Literal["text", "chat", "json"] = "text"  # "json" applies to remote teachers only
     # How a local teacher is served (env AMR_DSPY_SERVER, AMR_DSPY_SLOTS); "auto": llama-server when built.
     server: ServerChoice = "auto"
     slots: int = DEFAULT_SLOTS
@@ -116,7 +118,8 @@ class TeacherSpec(BaseModel):
         """
         if self.adapter == "json" and self.kind == "remote":
             return dspy.JSONAdapter()
-        return dspy.ChatAdapter(use_json_adapter_fallback=self.kind == "remote")
+        chat = TextAdapter if self.adapter == "text" else dspy.ChatAdapter
+        return chat(use_json_adapter_fallback=self.kind == "remote")
 
     def make_lm(self, api_base: str | None = None, server: ServerSettings | None = None) -> dspy.LM:
         """The ``dspy.LM`` for this teacher; ``api_base`` overrides (the local server's URL), ``server`` says how

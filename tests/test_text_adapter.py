@@ -1,0 +1,64 @@
+"""TextAdapter: text-to-text signatures as plain conversations, every other signature as ChatAdapter sends it."""
+
+from __future__ import annotations
+
+import dspy
+import pytest
+from dspy.utils import DummyLM
+from dspy.utils.exceptions import AdapterParseError
+
+from amr_dspy.programs import build_program
+from amr_dspy.teacher import TeacherSpec
+from amr_dspy.text_adapter import TextAdapter, is_text_signature
+from signatures import DescribeModule, DirectResponse, UnitTests
+
+ANSWER = "Sum them.\n```python\ndef add(a, b):\n    return a + b\n```"
+
+
+def test_text_signatures_are_one_str_in_one_str_out() -> None:
+    assert is_text_signature(DirectResponse) and is_text_signature(DescribeModule)
+    assert not is_text_signature(UnitTests)  # two inputs, a list output
+    assert not is_text_signature(dspy.ChainOfThought(DirectResponse).predict.signature)  # reasoning + response
+
+
+def test_a_text_signature_is_a_plain_conversation_with_its_demos_as_turns() -> None:
+    demos = [{"instruction": "Write add.", "response": ANSWER}, {"instruction": "Half a demo."}]
+    messages = TextAdapter().format(DirectResponse, demos, {"instruction": "Write mul(a, b)."})
+    assert messages == [
+        {"role": "system", "content": DirectResponse.instructions},
+        {"role": "user", "content": "Write add."},
+        {"role": "assistant", "content": ANSWER},
+        {"role": "user", "content": "Write mul(a, b)."},
+    ]
+    assert "[[ ##" not in str(messages)
+
+
+def test_other_signatures_keep_chat_adapters_field_markers() -> None:
+    inputs = {"instruction": "Write add.", "code": ANSWER}
+    assert TextAdapter().format(UnitTests, [], inputs) == dspy.ChatAdapter().format(UnitTests, [], inputs)
+    completion = '[[ ## tests ## ]]\n["assert add(1, 2) == 3"]\n\n[[ ## completed ## ]]'
+    assert TextAdapter().parse(UnitTests, completion) == {"tests": ["assert add(1, 2) == 3"]}
+
+
+def test_the_whole_reply_is_the_output_without_chat_markers() -> None:
+    adapter = TextAdapter()
+    assert adapter.parse(DirectResponse, ANSWER) == {"response": ANSWER}
+    marked = f"[[ ## response ## ]]\n{ANSWER}\n\n[[ ## completed ## ]]"  # as demos compiled under ChatAdapter teach
+    assert adapter.parse(DirectResponse, marked) == {"response": ANSWER}
+    with pytest.raises(AdapterParseError):
+        adapter.parse(DirectResponse, "  \n")
+
+
+def test_direct_program_answers_through_the_text_adapter() -> None:
+    lm = DummyLM([{"response": ANSWER}])
+    with dspy.context(lm=lm, adapter=TextAdapter(use_json_adapter_fallback=False)):
+        prediction = build_program("direct")(instruction="Write add(a, b).", entry_point="add")
+    assert prediction.code.strip() == "def add(a, b):\n    return a + b"
+    sent = lm.history[-1]["messages"]
+    assert [m["role"] for m in sent] == ["system", "user"] and sent[-1]["content"] == "Write add(a, b)."
+
+
+def test_teachers_default_to_the_text_adapter() -> None:
+    assert type(TeacherSpec.parse("local").make_adapter()) is TextAdapter
+    assert type(TeacherSpec.parse("openai/gpt-4o-mini").make_adapter()) is TextAdapter
+    assert type(TeacherSpec.parse("local", adapter="chat").make_adapter()) is dspy.ChatAdapter
