@@ -165,11 +165,105 @@ def test_build_with_a_teacher_describes_modules_without_a_docstring(
     assert records["twice"].provenance.teacher == TeacherSpec.parse("local").name
 
 
+@pytest.mark.parametrize("held_out", ["mbpp+:dev", "bigcodebench:dev@core", "bigcodebench:test", "humaneval+"])
+def test_build_refuses_held_out_sources_before_loading_any(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held_out: str
+) -> None:
+    asked: list[str] = []
+    monkeypatch.setattr(amr_dspy.tasks, "load_tasks", lambda spec, limit=None: asked.append(spec) or [])
+    args = ["library", "build", "--from", "mbpp+:train", "--from", held_out, "--out", str(tmp_path / "held")]
+    result = runner.invoke(app, args)
+    assert isinstance(result.exception, ConfigError)
+    assert str(result.exception) == (
+        f"refusing to seed the library from {held_out!r}: only a training split may seed it"
+        + ("" if held_out == "humaneval+" else f" (e.g. {held_out.partition(':')[0]}:train)")
+    )
+    assert asked == [] and not (tmp_path / "held").exists()
+
+
 def test_build_refuses_non_training_tasks_before_running_them(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(amr_dspy.tasks, "load_tasks", lambda spec, limit=None: [make_task(520, "a + b", split="dev")])
-    result = runner.invoke(app, ["library", "build", "--from", "mbpp+:dev", "--out", str(tmp_path / "dev")])
+    result = runner.invoke(app, ["library", "build", "--from", "tasks.jsonl", "--out", str(tmp_path / "dev")])
     assert isinstance(result.exception, ConfigError)
     assert "refusing to seed the library from task 'Mbpp/520' (split 'dev'" in str(result.exception)
     assert not (tmp_path / "dev").exists()
+
+
+BCB_TEST = """import unittest
+import os
+class TestCases(unittest.TestCase):
+    def test_one(self):
+        self.assertEqual(task_func(1), 2)
+    def test_two(self):
+        self.assertEqual(task_func(2), 3)
+"""
+FAKE_LIB = "amr_dspy_fake_bcb_lib"  # never installed
+
+
+def bcb_row(n: int, code_prompt: str, body: str, libs: list[str]) -> dict[str, str]:
+    return {
+        "task_id": f"BigCodeBench/{n}",
+        "instruct_prompt": f"Add one to x (task {n}).\nThe function should output with:\n    int: x + 1.\n"
+                           f"You should write self-contained code starting with:\n```\n{code_prompt}```",
+        "complete_prompt": code_prompt, "code_prompt": code_prompt, "canonical_solution": body, "test": BCB_TEST,
+        "entry_point": "task_func", "libs": repr(libs),
+    }  # fmt: skip
+
+
+BCB_ROWS = [
+    bcb_row(0, "import math\nimport numpy as np\ndef task_func(x):\n", "    return int(np.int64(x) + 1)\n",
+            ["math", "numpy"]),  # its module leaves out the unused math import, and runs the tests again
+    bcb_row(1, "def task_func(x):\n", "    return x + len(os.sep)\n", ["os"]),  # os only from the test module
+    bcb_row(2, "def task_func(x):\n", "    return x + 2\n", ["math"]),  # fails its tests
+    bcb_row(3, f"import {FAKE_LIB}\ndef task_func(x):\n", "    return x + 1\n", [FAKE_LIB]),  # skipped
+    bcb_row(4, "def task_func(x):\n", "    return x + 1\n", ["math"]),  # dev: not read
+    bcb_row(10, "def task_func(x):\n", "    return x + 1\n", ["math"]),  # excluded
+]
+
+
+def test_build_merges_two_sources_and_records_per_source_counts(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gzip
+
+    from amr_dspy import bigcodebench
+
+    release = tmp_path / "BigCodeBench-mini.jsonl.gz"
+    with gzip.open(release, "wt", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(r) + "\n" for r in BCB_ROWS)
+    monkeypatch.setenv("BIGCODEBENCH_OVERRIDE_PATH", str(release))
+    monkeypatch.setattr(bigcodebench, "exclusions", lambda: {"BigCodeBench/10": "needs the network"})
+    real_load = amr_dspy.tasks.load_tasks
+
+    def load_tasks(spec: str, *, limit: int | None = None) -> list[Task]:
+        if spec == "mbpp+:train":
+            return [make_task(601, "a + b"), make_task(602, "a - b")]
+        return real_load(spec, limit=limit)
+
+    monkeypatch.setattr(amr_dspy.tasks, "load_tasks", load_tasks)
+    out_dir = tmp_path / "merged"
+    out = invoke(runner, "library", "build", "--from", "mbpp+:train", "--from", "bigcodebench:train",
+                 "--workers", "1", "--out", str(out_dir))  # fmt: skip
+    assert "BigCodeBench/2" in out and "BigCodeBench/3" in out and "BigCodeBench/10" in out
+
+    seed = {c.source: c for c in Library.open(out_dir).seed}
+    mbpp, bcb = seed["mbpp+:train"], seed["bigcodebench:train"]
+    assert (mbpp.tasks, mbpp.verified, mbpp.failed, mbpp.modules_added) == (2, 1, 1, 1)
+    assert (bcb.tasks, bcb.verified, bcb.failed, bcb.skipped, bcb.excluded) == (5, 2, 1, 1, 1)
+    assert (bcb.failed_task_ids, bcb.skipped_task_ids, bcb.excluded_task_ids) == (
+        ["BigCodeBench/2"], ["BigCodeBench/3"], ["BigCodeBench/10"])  # fmt: skip
+    assert (bcb.modules_added, bcb.not_standalone, bcb.duplicates) == (2, 0, 0)
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    assert [c["source"] for c in manifest["seed"]] == ["mbpp+:train", "bigcodebench:train"]
+
+    records = {r.provenance.task_id: r for r in Library.open(out_dir).records}
+    assert records["BigCodeBench/0"].code.startswith("import numpy as np\n\ndef task_func(x):")
+    assert records["BigCodeBench/1"].code.startswith("import os\n\ndef task_func(x):")
+    assert records["BigCodeBench/0"].description == "Add one to x (task 0)."
+    for task_id in ("BigCodeBench/0", "BigCodeBench/1"):
+        namespace: dict[str, object] = {}
+        exec(records[task_id].code, namespace)  # noqa: S102 - fixture code, alone in a fresh namespace
+        assert namespace["task_func"](1) == 2
+    assert "seeded from bigcodebench:train" in invoke(runner, "library", "stats", str(out_dir))

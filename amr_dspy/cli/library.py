@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,7 +18,9 @@ from amr_dspy.cli._options import ApiBaseOpt, ApiKeyOpt, teacher_session, teache
 from amr_dspy.errors import ConfigError, DataError, LibraryError
 
 if TYPE_CHECKING:
-    from amr_dspy.library import FunctionModule
+    from amr_dspy.library import FunctionModule, Library, SeedReport
+    from amr_dspy.library.verify import SeedVerdicts
+    from amr_dspy.tasks import Task
 
 __all__ = ["build", "add", "search", "stats", "export"]
 
@@ -34,10 +37,16 @@ class ExportFormat(str, Enum):
 @library_app.command("build")
 def build(
     out: Annotated[Path, typer.Option("--out", help="Directory of the new library (must not hold one already).")],
-    source: Annotated[
-        str, typer.Option("--from", help="Training tasks whose verified canonical solutions seed the library.")
-    ] = "mbpp+:train",
-    limit: Annotated[int | None, typer.Option(min=1, help="Seed from at most this many tasks.")] = None,
+    sources: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--from",
+            help="Training tasks whose verified canonical solutions seed the library; repeat to merge several, "
+            "e.g. --from mbpp+:train --from bigcodebench:train@core (default: mbpp+:train).",
+        ),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Seed from at most this many tasks of each source.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Sandbox workers that run the tests.")] = 2,
     teacher: Annotated[
         str | None,
         typer.Option(
@@ -48,52 +57,80 @@ def build(
     api_base: ApiBaseOpt = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
-    """Seed a new library from the modules of training tasks whose canonical solution passes its tests."""
-    from amr_dspy.evaluation import bigcodebench_limits
-    from amr_dspy.library import Library, check_train_only, seed_from_tasks
+    """Seed a new library from the modules of training tasks whose canonical solution passes its tests.
+
+    Every source is checked before anything runs: only training splits may seed a library. The manifest
+    records, per source, the tasks read, verified, failed, skipped and excluded and the modules added.
+    """
+    from amr_dspy.library import Library, check_train_only, check_train_spec
     from amr_dspy.library.store import MANIFEST_FILE
-    from amr_dspy.sandbox import Sandbox
+    from amr_dspy.library.verify import verify_seed_tasks
     from amr_dspy.tasks import load_tasks
-    from amr_dspy.testcases import ExecutionRequest
 
     if (out / MANIFEST_FILE).exists():
         raise LibraryError(f"library {out}: already exists; choose another --out or add to it with `library add`")
-    with console.status(f"loading {source}"):
-        tasks = load_tasks(source, limit=limit)
-    check_train_only(tasks)  # before the sandbox runs anything
-    limits = bigcodebench_limits() if any(t.dataset == "bigcodebench" for t in tasks) else None
-    with console.status(f"verifying {len(tasks)} canonical solutions"), Sandbox(limits) as sandbox:
-        requests = [
-            ExecutionRequest(code=t.canonical_solution or "", entry_point=t.entry_point, tests=t.tests,
-                             task_id=t.task_id, dataset=t.dataset)
-            for t in tasks
-        ]
-        passed = {t.task_id: r.passed for t, r in zip(tasks, sandbox.run_many(requests), strict=True)}
-
-    def verify(task: Any, solution: str) -> bool:
-        return passed[task.task_id]
-
+    specs = list(dict.fromkeys(sources or ["mbpp+:train"]))
+    for spec in specs:
+        check_train_spec(spec)
+    loaded: dict[str, list[Task]] = {}
+    for spec in specs:
+        with console.status(f"loading {spec}"):
+            loaded[spec] = load_tasks(spec, limit=limit)
+        check_train_only(loaded[spec])  # before the sandbox runs anything
+    verdicts = {}
+    for spec, tasks in loaded.items():
+        with console.status(f"verifying {len(tasks)} canonical solutions of {spec}"):
+            verdicts[spec] = verify_seed_tasks(tasks, workers=workers)
     library = Library.create(out)
+    reports = _seed(loaded, verdicts, library, teacher, api_base, api_key)
+    library.record_seed([report.counts(spec) for spec, report in reports.items()])
+    library.save()
+    console.print(_seed_table(out, reports))
+
+
+def _seed(
+    loaded: dict[str, list[Task]],
+    verdicts: dict[str, SeedVerdicts],
+    library: Library,
+    teacher: str | None,
+    api_base: str | None,
+    api_key: str | None,
+) -> dict[str, SeedReport]:
+    """Seed ``library`` source by source, so a module already added from an earlier source is a duplicate."""
+    from amr_dspy.library import seed_from_tasks
+
     if teacher is None:
         with console.status("embedding modules"):
-            report = seed_from_tasks(tasks, verify, None, library)
-    else:
-        spec = teacher_spec(teacher, api_base, api_key, max_tokens=256)
-        with teacher_session(spec), console.status("describing and embedding modules"):
-            report = seed_from_tasks(tasks, verify, _teacher_describer(), library, teacher=spec.name)
-    library.save()
-    table = Table(title=f"library {out}", show_header=False)
-    for key, value in [
-        ("tasks", report.tasks),
-        ("verified", report.verified),
-        ("failed verification", ", ".join(report.failed_task_ids) or "none"),
-        ("without a function", ", ".join(report.no_modules_task_ids) or "none"),
-        ("modules seen", report.modules_seen),
-        ("modules added", len(report.added_ids)),
-        ("duplicates skipped", report.duplicates),
-    ]:
-        table.add_row(key, str(value))
-    console.print(table)
+            return {spec: seed_from_tasks(tasks, verdicts[spec], None, library) for spec, tasks in loaded.items()}
+    config = teacher_spec(teacher, api_base, api_key, max_tokens=256)
+    with teacher_session(config), console.status("describing and embedding modules"):
+        describe = _teacher_describer()
+        return {
+            spec: seed_from_tasks(tasks, verdicts[spec], describe, library, teacher=config.name)
+            for spec, tasks in loaded.items()
+        }
+
+
+def _seed_table(out: Path, reports: dict[str, SeedReport]) -> Table:
+    table = Table(title=f"library {out}")
+    table.add_column("")
+    for spec in reports:
+        table.add_column(spec, overflow="fold")
+    rows: list[tuple[str, Callable[[SeedReport], object]]] = [
+        ("tasks", lambda r: r.tasks),
+        ("verified", lambda r: r.verified),
+        ("failed verification", lambda r: ", ".join(r.failed_task_ids) or "none"),
+        ("skipped (library not installed)", lambda r: ", ".join(r.skipped_task_ids) or "none"),
+        ("excluded", lambda r: ", ".join(r.excluded_task_ids) or "none"),
+        ("without a function", lambda r: ", ".join(r.no_modules_task_ids) or "none"),
+        ("modules seen", lambda r: r.modules_seen),
+        ("not standalone", lambda r: ", ".join(r.not_standalone) or "none"),
+        ("modules added", lambda r: len(r.added_ids)),
+        ("duplicates skipped", lambda r: r.duplicates),
+    ]
+    for label, value in rows:
+        table.add_row(label, *(str(value(r)) for r in reports.values()))
+    return table
 
 
 @library_app.command("add")
@@ -176,6 +213,12 @@ def stats(directory: LibraryDir) -> None:
         table.add_row(f"source {src}", str(n))
     for method, n in info.by_verification.items():
         table.add_row(f"verified by {method}", str(n))
+    for counts in info.seed:
+        table.add_row(
+            f"seeded from {counts.source}",
+            f"{counts.tasks} tasks: {counts.verified} verified, {counts.failed} failed, {counts.skipped} skipped, "
+            f"{counts.excluded} excluded; {counts.modules_added} modules added, {counts.duplicates} duplicates",
+        )
     console.print(table)
 
 

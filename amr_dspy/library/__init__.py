@@ -2,7 +2,8 @@
 
 ``Library`` stores ``ModuleRecord``s with their embeddings (bundled all-MiniLM-L6-v2 by default) in a FAISS
 index; ``split_modules`` cuts code into top-level function modules; ``seed_from_tasks`` fills a library
-from verified canonical solutions of training tasks.
+from verified canonical solutions of training tasks (``verify_seed_tasks`` in ``amr_dspy.library.verify`` runs
+them), recording per-source ``SourceCounts`` in the manifest.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from amr_dspy.library.embedding import (
 from amr_dspy.library.index import IndexKind, IndexParams, VectorIndex
 from amr_dspy.library.modules import FunctionModule, describe, describe_from_signature, split_modules
 from amr_dspy.library.records import Hit, ModuleRecord, Provenance, Verification, code_hash, module_text, normalize_code
-from amr_dspy.library.seed import SeedReport, check_train_only, record_from_module, seed_from_tasks
+from amr_dspy.library.counts import SourceCounts
+from amr_dspy.library.seed import SeedReport, check_train_only, check_train_spec, record_from_module, seed_from_tasks
+from amr_dspy.library.standalone import unresolved_names
 from amr_dspy.library.store import Library, LibraryStats, Manifest
 
 __all__ = [
@@ -40,6 +43,9 @@ __all__ = [
     "describe_from_signature",
     "seed_from_tasks",
     "check_train_only",
+    "check_train_spec",
+    "unresolved_names",
+    "SourceCounts",
     "record_from_module",
     "SeedReport",
     "Embedder",

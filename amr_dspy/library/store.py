@@ -3,7 +3,8 @@
 On disk a library is a directory holding ``index.faiss``, ``modules.jsonl`` (line ``i`` is the record at
 index position ``i``) and ``manifest.json`` (count, dim, embedding model, index type and parameters, and the
 sha256 of the two other files). ``save`` writes a complete new set into ``.staging/``, renames that to
-``.commit/`` (the commit point) and then moves the files into place, manifest last. ``open`` finishes a
+``.commit/`` (the commit point) and then moves the files into place, manifest last. A library seeded by
+``library build`` also keeps, in its manifest, how each source benchmark seeded it (``seed``). ``open`` finishes a
 committed save that was interrupted and discards an uncommitted one, so a crash leaves either the
 previous state or the new one, never a mix.
 """
@@ -25,6 +26,7 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from amr_dspy.errors import ConfigError, DataError, LibraryError
+from amr_dspy.library.counts import SourceCounts
 from amr_dspy.library.embedding import Embedder, as_embedder, l2_normalize, resolve_embedder
 from amr_dspy.library.index import IndexKind, IndexParams, VectorIndex
 from amr_dspy.library.records import Hit, ModuleRecord, Provenance, code_hash
@@ -51,6 +53,7 @@ class Manifest(BaseModel):
     index_params: IndexParams
     files: dict[str, FileDigest]
     updated_at: datetime
+    seed: list[SourceCounts] = Field(default_factory=list)  # per source benchmark; empty unless seeded by build
 
 
 class LibraryStats(BaseModel):
@@ -63,6 +66,7 @@ class LibraryStats(BaseModel):
     unsaved: int  # records added since the last save
     by_source: dict[str, int]
     by_verification: dict[str, int]
+    seed: list[SourceCounts] = Field(default_factory=list)
 
 
 class _RWLock:
@@ -117,6 +121,7 @@ class Library:
         index: VectorIndex,
         records: list[ModuleRecord],
         saved_count: int,
+        seed: Sequence[SourceCounts] = (),
     ) -> None:
         self.directory = directory
         self.embedding_model = embedding_model
@@ -126,6 +131,7 @@ class Library:
         self._hashes = {r.code_hash for r in records}
         self._ids = {r.id for r in records}
         self._saved_count = saved_count
+        self._seed = list(seed)
         self._write_lock = threading.Lock()
         self._rw = _RWLock()
 
@@ -191,6 +197,7 @@ class Library:
             index=index,
             records=records,
             saved_count=len(records),
+            seed=manifest.seed,
         )
 
     # ------------------------------------------------------------------ reading
@@ -201,6 +208,11 @@ class Library:
     @property
     def dim(self) -> int:
         return self._index.dim
+
+    @property
+    def seed(self) -> tuple[SourceCounts, ...]:
+        """How each source benchmark seeded this library (``library build``); empty when it was not seeded."""
+        return tuple(self._seed)
 
     @property
     def records(self) -> tuple[ModuleRecord, ...]:
@@ -262,6 +274,7 @@ class Library:
             unsaved=len(records) - self._saved_count,
             by_source=dict(Counter(r.provenance.source for r in records).most_common()),
             by_verification=dict(Counter(r.verification.method for r in records).most_common()),
+            seed=list(self._seed),
         )
 
     # ------------------------------------------------------------------ writing
@@ -293,6 +306,11 @@ class Library:
                 self._hashes, self._ids = hashes, ids
             return [r.id for r in fresh]
 
+    def record_seed(self, counts: Sequence[SourceCounts]) -> None:
+        """Keep how each source seeded the library; the next ``save`` writes it into the manifest."""
+        with self._write_lock:
+            self._seed = list(counts)
+
     def save(self) -> Path:
         """Write the library to its directory atomically (see the module docstring); returns the directory."""
         with self._write_lock:
@@ -310,6 +328,7 @@ class Library:
                 index_params=params,
                 files={INDEX_FILE: _digest(index_bytes), MODULES_FILE: _digest(modules_bytes)},
                 updated_at=datetime.now(UTC),
+                seed=self._seed,
             )
             staging = self.directory / _STAGING
             shutil.rmtree(staging, ignore_errors=True)
