@@ -28,11 +28,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-# The main job: the compiled AMR program for the embedded teacher over the bundled sample instructions.
+# The main job: the compiled AMR program for the embedded teacher (synthesize's default) over the bundled sample
+# instructions.
 # --resume: a second `make run` continues (or reprints) the same run instead of refusing its folder.
 run: setup
-	$(VENV)/bin/amr-dspy synthesize --input sample --program artifacts/local-0.5b/amr-bootstrap-2core.json \
-		--out runs/sample --resume
+	$(VENV)/bin/amr-dspy synthesize --input sample --out runs/sample --resume
 
 test: setup
 	$(PY) -m pytest

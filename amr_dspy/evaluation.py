@@ -126,6 +126,7 @@ class EvalResults(BaseModel):
     teacher: str | None = None
     server: str | None = None  # how a local teacher was served (batching can change greedy outputs)
     artifact: str | None = None  # the compiled program loaded into the variant
+    library: str | None = None  # the module library retrieved from (resources.library_id); None: no retrieval
     program_config: dict[str, Any] | None = None  # the program's settings (AMR stages, the -select samples)
     samples: str | None = None
     n_tasks: int

@@ -59,7 +59,6 @@ if TYPE_CHECKING:
     from amr_dspy.programs import Executor
 
 __all__ = [
-    "DEFAULT_LIBRARY",
     "DEFAULT_MAX_INSTRUCTION_CHARS",
     "InputItem",
     "InvalidRow",
@@ -93,8 +92,6 @@ __all__ = [
     "summary_table",
 ]
 
-_PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_LIBRARY = _PROJECT_ROOT / "artifacts" / "library" / "minilm-mbpp-train"
 DEFAULT_MAX_INSTRUCTION_CHARS = 16_000  # about 4k tokens: the local teacher's context must also hold the answer
 RECORDS, LIBRARY_DIR, RUN_FILE, SUMMARY_FILE = "records.jsonl", "library", "run.json", "summary.json"
 SFT_FILE, DECONTAM_FILE = "sft.jsonl", "decontamination.jsonl"
@@ -935,7 +932,9 @@ class SynthesisJob(BaseModel):
     out: Path
     variant: str = "amr"
     artifact: Path | None = None
-    seed_library: Path | None = None  # copied to OUT/library for a new run; default: DEFAULT_LIBRARY
+    seed_library: Path | None = None  # copied to OUT/library for a new run; default: resources.default_library()
+    # False: no library at all (--no-library): no retrieval, no OUT/library, so no growth either
+    use_library: bool = True
     instruction_field: str = "instruction"
     input_field: str | None = "input"
     id_field: str | None = None
@@ -989,8 +988,11 @@ def prepare(job: SynthesisJob) -> Prepared:
         )
     if existing is not None:
         _check_same_input(job.out / RUN_FILE, batch.spec)
-    seed = job.seed_library or DEFAULT_LIBRARY
-    if not (job.out / LIBRARY_DIR).is_dir() and not (seed / "manifest.json").is_file():
+        _check_same_library(job)
+    if not job.use_library and job.seed_library is not None:
+        raise ConfigError(f"--library {job.seed_library} and --no-library: give one of them")
+    seed = _seed(job)
+    if _keeps_library(job) and not (job.out / LIBRARY_DIR).is_dir() and not (seed / "manifest.json").is_file():
         raise ConfigError(f"--library {seed}: not a function-module library (manifest.json is missing)")
     load_program(job.variant, job.artifact, samples=job.samples)  # an unknown variant or artifact fails here, early
     return Prepared(batch=batch, existing_records=existing or 0)
@@ -1008,6 +1010,38 @@ def _check_same_input(run_file: Path, spec: str) -> None:
         )
 
 
+def _seed(job: SynthesisJob) -> Path:
+    from amr_dspy.resources import default_library
+
+    return job.seed_library or default_library()
+
+
+def _keeps_library(job: SynthesisJob) -> bool:
+    """Whether the run keeps OUT/library: never with --no-library; else when its variant retrieves, it grows the
+    library, or it already has one (a resumed run goes on with its library)."""
+    from amr_dspy.resources import retrieves
+
+    return job.use_library and (job.grow or (job.out / LIBRARY_DIR).is_dir() or retrieves(job.variant))
+
+
+def _check_same_library(job: SynthesisJob) -> None:
+    """Every record of a run retrieves from its library, or none does: resuming cannot switch retrieval."""
+    from amr_dspy.resources import retrieves
+
+    if not job.use_library and (job.out / LIBRARY_DIR).is_dir():
+        raise ConfigError(f"{job.out} was started with a module library; resume it without --no-library")
+    if job.use_library and retrieves(job.variant) and _started_without_library(job.out / RUN_FILE):
+        raise ConfigError(f"{job.out} was started without a module library; resume it with --no-library")
+
+
+def _started_without_library(run_file: Path) -> bool:
+    try:
+        meta = json.loads(run_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # killed before run.json was written: nothing to compare
+    return "seed_library" in meta and meta["seed_library"] is None
+
+
 def _existing_run(out: Path) -> int | None:
     """The number of committed lines of a run in ``out``, or None when ``out`` holds no run."""
     records = out / RECORDS
@@ -1019,21 +1053,23 @@ def _existing_run(out: Path) -> int | None:
         return sum(1 for line in fh if line.endswith(b"\n") and line.strip())
 
 
-def open_run(job: SynthesisJob, batch: InputBatch, *, teacher: str) -> tuple[RecordLog, Library]:
-    """Create (or reopen, on resume) the output directory: the library copy, ``run.json`` and the records log."""
+def open_run(job: SynthesisJob, batch: InputBatch, *, teacher: str) -> tuple[RecordLog, Library | None]:
+    """Create (or reopen, on resume) the output directory: the library copy (None when the run keeps no library),
+    ``run.json`` and the records log."""
     out = job.out
+    keeps = _keeps_library(job)
     out.mkdir(parents=True, exist_ok=True)
     library_dir = out / LIBRARY_DIR
-    if not library_dir.is_dir():
-        _copy_library(job.seed_library or DEFAULT_LIBRARY, library_dir)
+    if keeps and not library_dir.is_dir():
+        _copy_library(_seed(job), library_dir)
     run_file = out / RUN_FILE
     if not run_file.exists():
         meta = {"input": batch.spec, "variant": job.variant, "artifact": str(job.artifact) if job.artifact else None,
-                "teacher": teacher, "seed_library": str(job.seed_library or DEFAULT_LIBRARY),
+                "teacher": teacher, "seed_library": str(_seed(job)) if keeps else None,
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
         _write_atomic(run_file, json.dumps(meta, indent=2).encode())
     log = RecordLog.open(out / RECORDS)
-    return log, Library.open(library_dir)
+    return log, Library.open(library_dir) if keeps else None
 
 
 def _copy_library(seed: Path, target: Path) -> None:
@@ -1126,7 +1162,7 @@ def execute(
     started = time.perf_counter()
     batch = prepared.batch
     log, library = open_run(job, batch, teacher=teacher)
-    library_start = len(library)
+    library_start = len(library) if library is not None else 0
     try:
         decontaminator, items, dropped = _decontaminate(job, batch.items, say)
         with Sandbox(workers=job.sandbox_workers) as sandbox:
@@ -1142,7 +1178,7 @@ def execute(
                                  log=log, concurrency=job.concurrency, decontaminator=decontaminator,
                                  progress=progress)  # fmt: skip
             loop_s = time.perf_counter() - loop_started
-        if library.stats().unsaved:  # a record's additions are saved before its line; this is a safety net
+        if library is not None and library.stats().unsaved:  # additions are saved before their record; a safety net
             library.save()
         records = log.records
     finally:
@@ -1150,7 +1186,8 @@ def execute(
     wall_s = time.perf_counter() - started
     exports = write_exports(job.out, records, sft_all=job.sft_all)
     summary = _summarize(job, batch, records, made, dropped, exports, wall_s=wall_s, loop_s=loop_s, teacher=teacher,
-                         digest=digest, library_start=library_start, library_end=len(library),
+                         digest=digest, library_start=library_start,
+                         library_end=len(library) if library is not None else 0,
                          repaired=log.repaired_bytes)  # fmt: skip
     _write_atomic(job.out / SUMMARY_FILE, (summary.model_dump_json(indent=2) + "\n").encode())
     return summary

@@ -45,7 +45,11 @@ def _invoke(cli: CliRunner, *args: str) -> object:
         (["--variants", "direct,cot", "--baseline", "amr"], ConfigError, "--baseline 'amr' is not among --variants"),
         (["--variants", "direct,no/such.json"], ConfigError, "no/such.json does not exist"),
         (["--from-evals", "only-one"], ConfigError, "at least two eval folders"),
-        (["--from-evals", "a,b", "--limit", "3"], ConfigError, "--limit, --reuse, --library and --select-samples"),
+        (["--from-evals", "a,b", "--limit", "3"], ConfigError,
+         "--limit, --reuse, --library, --no-library and --select-samples"),
+        (["--from-evals", "a,b", "--no-library"], ConfigError, "apply to running variants"),
+        (["--variants", "direct,amr", "--library", "lib", "--no-library"], ConfigError,
+         "--library lib and --no-library: give one of them"),
         (["--from-evals", "a,b", "--select-samples", "2"], ConfigError, "apply to running variants"),
         (["--from-evals", "nowhere-a,nowhere-b"], ConfigError, "nowhere-a: no results.json"),
     ],
@@ -280,7 +284,7 @@ def test_select_samples_reaches_every_variant_and_a_run_with_other_samples_is_no
     monkeypatch.setattr(amr_dspy.programs, "build_program", build)
     out = tmp_path / "cmp"
     args = ["compare", "--variants", "direct-select,amr-select", "-b", "humaneval+", "--workers", "1",
-            "--out", str(out)]  # fmt: skip
+            "--no-library", "--out", str(out)]  # fmt: skip
     result = _invoke(cli, *args, "--select-samples", "2")
     assert result.exit_code == 0, result.output
     assert asked == [("direct-select", 2), ("amr-select", 2)]

@@ -533,6 +533,42 @@ def test_benchmark_named_inputs_may_not_grow_the_library(tmp_path: Path) -> None
     assert prepare(job_for(tmp_path, inputs, grow=False)).batch.items[0].id == "humaneval_rewrites/0"
 
 
+def test_without_a_library_a_run_neither_retrieves_nor_grows_and_resumes_only_without_one(
+    fake: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AMR_DSPY_HOME", str(tmp_path / "home"))
+    inputs = write_jsonl(tmp_path / "work.jsonl", [{"instruction": "Write `add_pair(a, b)` returning a + b."}])
+    job = job_for(tmp_path, inputs, variant="amr", seed_library=None, use_library=False)
+    with teacher(fake):
+        summary = execute(job, prepare(job), teacher="fake")
+    (record,) = read_records(job.out / "records.jsonl")
+    assert record.retrieved == [] and "retrieval skipped: no module library" in record.notes
+    assert record.growth.added == [] and not (job.out / "library").exists()
+    assert summary.library_start == summary.library_end == 0
+    assert json.loads((job.out / "run.json").read_text())["seed_library"] is None
+    with pytest.raises(ConfigError, match="started without a module library; resume it with --no-library"):
+        prepare(job.model_copy(update={"resume": True, "use_library": True}))
+    with pytest.raises(ConfigError, match="--library .* and --no-library: give one of them"):
+        prepare(job_for(tmp_path, inputs, out=tmp_path / "other", use_library=False))
+
+
+def test_only_a_run_that_retrieves_or_grows_keeps_a_library(tmp_path: Path) -> None:
+    from amr_dspy.synthesis import open_run
+
+    inputs = write_jsonl(tmp_path / "work.jsonl", [{"instruction": "Write `f(x)`."}])
+    plain = job_for(tmp_path, inputs, variant="direct", grow=False)
+    log, library = open_run(plain, prepare(plain).batch, teacher="fake")
+    log.close()
+    assert library is None and not (plain.out / "library").exists()  # never opened
+
+    growing = job_for(tmp_path, inputs, variant="direct", out=tmp_path / "grown")
+    log, library = open_run(growing, prepare(growing).batch, teacher="fake")
+    log.close()
+    assert library is not None and (growing.out / "library" / "manifest.json").is_file()
+    with pytest.raises(ConfigError, match="started with a module library; resume it without --no-library"):
+        prepare(growing.model_copy(update={"resume": True, "use_library": False, "seed_library": None}))
+
+
 def test_a_compiled_artifact_is_loaded_and_hashed(tmp_path: Path) -> None:
     import hashlib
 

@@ -31,7 +31,7 @@ def slow_fake() -> Iterator[FakeOpenAI]:
 
 def command(tmp_path: Path, api_base: str, *args: str) -> list[str]:
     return [sys.executable, "-c", _ENTRY, "synthesize", "--teacher", "openai/fake-teacher", "--api-base", api_base,
-            "--no-cache", "--library", str(seed_library(tmp_path / "seed")), "--variant", "direct",
+            "--no-cache", "--library", str(seed_library(tmp_path / "seed")), "--variant", "direct", "--uncompiled",
             "--decontam-against", str(benchmark_file(tmp_path / "bench.jsonl")), "--embedding-model", "hashing-256",
             "--workers", "1", "--lm-retries", "1", "--request-timeout", "5", "--backoff", "0.1", *args]  # fmt: skip
 
@@ -93,8 +93,9 @@ def test_help_names_the_main_options() -> None:
     result = subprocess.run([sys.executable, "-c", _ENTRY, "synthesize", "--help"], capture_output=True, text=True,
                             timeout=120, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
     assert result.returncode == 0
-    for option in ("--program", "--input", "--out", "--resume", "--skip-invalid", "--concurrency", "--library",
-                   "--similarity-threshold", "--judge-threshold", "--ngram", "--sft-all", "--instruction-field"):
+    for option in ("--program", "--uncompiled", "--input", "--out", "--resume", "--skip-invalid", "--concurrency",
+                   "--library", "--no-library", "--similarity-threshold", "--judge-threshold", "--ngram", "--sft-all",
+                   "--instruction-field"):
         assert option in result.stdout, option  # fmt: skip
 
 

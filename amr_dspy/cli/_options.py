@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from amr_dspy import resources
 from amr_dspy.teacher import ACCEPTED_FORMS, TeacherSpec
 
 if TYPE_CHECKING:
     import dspy
+
+    from amr_dspy.library import Library
 
 __all__ = [
     "TeacherOpt",
@@ -24,8 +28,12 @@ __all__ = [
     "SelectSamplesOpt",
     "ServerOpt",
     "SlotsOpt",
+    "LibraryOpt",
+    "NoLibraryOpt",
     "teacher_spec",
     "teacher_session",
+    "open_module_library",
+    "retrieval_library",
 ]
 
 TeacherOpt = Annotated[
@@ -51,6 +59,19 @@ SelectSamplesOpt = Annotated[
     int | None,
     typer.Option("--select-samples", min=0, help="direct-select and amr-select: answers sampled besides the direct "
                  "one (default 4); other variants ignore it."),
+]
+
+# eval, compare and compile; synthesize words its own (its library is also the one it grows).
+LibraryOpt = Annotated[
+    Path | None,
+    typer.Option("--library", file_okay=False, help="Function-module library the retrieval variants (amr, amr-paper, "
+                 "amr-select, amr-verified, ...) retrieve from (default: the bundled seed library "
+                 "artifacts/library/minilm-mbpp-train); the other variants never open one."),
+]
+NoLibraryOpt = Annotated[
+    bool,
+    typer.Option("--no-library", help="Run the retrieval variants without retrieval (no library is opened); "
+                 "by default they retrieve from --library."),
 ]
 
 ServerOpt = Annotated[
@@ -93,3 +114,22 @@ def teacher_session(spec: TeacherSpec) -> Iterator[dspy.LM]:
             lm = stack.enter_context(open_teacher(spec))
         stack.enter_context(dspy.context(lm=lm, adapter=spec.make_adapter()))
         yield lm
+
+
+def open_module_library(directory: Path) -> Library:
+    """``resources.open_library`` behind a spinner: loading the index and the embedding model takes seconds."""
+    from amr_dspy.cli._app import console
+
+    with console.status(f"opening module library {directory}"):
+        return resources.open_library(directory)
+
+
+def retrieval_library(
+    variants: Iterable[str], library: Path | None, no_library: bool
+) -> tuple[Library | None, str | None]:
+    """The opened library the retrieval variants among ``variants`` use and its id for results and manifests;
+    (None, None) when none of them retrieves or with --no-library."""
+    directory = resources.library_for(variants, library, no_library=no_library)
+    if directory is None:
+        return None, None
+    return open_module_library(directory), resources.library_id(directory)

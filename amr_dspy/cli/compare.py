@@ -12,11 +12,14 @@ from amr_dspy.cli._options import (
     ApiBaseOpt,
     ApiKeyOpt,
     GuardOpt,
+    LibraryOpt,
     MaxTokensOpt,
     NoCacheOpt,
+    NoLibraryOpt,
     SelectSamplesOpt,
     TeacherOpt,
     TemperatureOpt,
+    open_module_library,
     teacher_session,
     teacher_spec,
 )
@@ -24,6 +27,7 @@ from amr_dspy.errors import AmrDspyError, ConfigError, DataError
 
 if TYPE_CHECKING:
     from amr_dspy.compare import EvalRun, VariantEntry
+    from amr_dspy.library import Library
     from amr_dspy.report import ComparisonReport
     from amr_dspy.sandbox import Sandbox
     from amr_dspy.tasks import Task
@@ -74,9 +78,8 @@ def compare_command(
         typer.Option("--reuse", help="Keep a variant's finished run in --out when it used the same benchmark, tasks, "
                      "teacher and program, instead of running it again."),
     ] = False,
-    library: Annotated[
-        Path | None, typer.Option(file_okay=False, help="Function-module library directory, for variants that use one.")
-    ] = None,
+    library: LibraryOpt = None,
+    no_library: NoLibraryOpt = False,
     guard: GuardOpt = True,
     select_samples: SelectSamplesOpt = None,
     fresh: Annotated[
@@ -112,6 +115,7 @@ def compare_command(
     Writes each run to --out/<variant>/ and report.json, .txt, .svg, .html, .md and pass_at_1.png to --out.
     """
     from amr_dspy.compare import build_report, load_eval_dir, parse_variant_entries
+    from amr_dspy.resources import library_for
 
     if (variants is None) == (from_evals is None):
         raise ConfigError(
@@ -119,9 +123,10 @@ def compare_command(
         )
     out = out or Path("artifacts/compare") / _slug(benchmark)
     if from_evals is not None:
-        if limit is not None or reuse or library is not None or select_samples is not None:
+        if limit is not None or reuse or library is not None or no_library or select_samples is not None:
             raise ConfigError(
-                "--limit, --reuse, --library and --select-samples apply to running variants, not to --from-evals"
+                "--limit, --reuse, --library, --no-library and --select-samples apply to running variants, not to "
+                "--from-evals"
             )
         directories = [Path(item.strip()) for item in from_evals.split(",") if item.strip()]
         if len(directories) < 2:
@@ -137,7 +142,8 @@ def compare_command(
             teacher, api_base, api_key, max_tokens=max_tokens, temperature=temperature, no_cache=no_cache
         )
         runs = _run_variants(
-            entries, benchmark, spec, out=out, limit=limit, reuse=reuse, library=library,
+            entries, benchmark, spec, out=out, limit=limit, reuse=reuse,
+            library=library_for([e.variant for e in entries], library, no_library=no_library),
             build={"guard": guard, "samples": select_samples}, threads=threads, workers=workers, fresh=fresh,
         )  # fmt: skip
     report = build_report(runs, baseline=baseline, confidence=confidence, resamples=resamples, seed=seed)
@@ -185,10 +191,13 @@ def _run_variants(
 ) -> list[EvalRun]:
     """Run every variant on the same tasks under one teacher session, so coinciding LM calls share DSPy's cache.
 
-    ``build``: the program options every variant is built with (guard, samples), besides library and executor.
+    ``library``: the directory the retrieval variants retrieve from (None: no retrieval); opened only when one of
+    them has to run. ``build``: the program options every variant is built with (guard, samples), besides library
+    and executor.
     """
     from amr_dspy.compare import load_eval_dir, variant_dir
     from amr_dspy.evaluation import execution_limits
+    from amr_dspy.resources import library_id, retrieves
     from amr_dspy.sandbox import Sandbox
     from amr_dspy.tasks import load_tasks
 
@@ -199,17 +208,20 @@ def _run_variants(
     directories = [variant_dir(out, e.label) for e in entries]
     if len(set(directories)) < len(directories):
         raise ConfigError(f"--variants: two entries would share an output folder in {out}; rename an artifact")
+    ident = library_id(library) if library is not None else None
     pending = []
     for entry, d in zip(entries, directories, strict=True):
-        if reuse and _reusable(d, entry, tasks, benchmark, spec, build):
+        used = ident if ident is not None and retrieves(entry.variant) else None  # the id its results record
+        if reuse and _reusable(d, entry, tasks, benchmark, spec, build, used):
             console.print(f"reusing {entry.label}: {d / 'results.json'}")
         else:
-            pending.append((entry, d))
+            pending.append((entry, d, used))
     if pending:
-        library_handle = _open_library(library) if library is not None else None
+        handle = open_module_library(library) if library is not None and any(u for *_, u in pending) else None
         with Sandbox(execution_limits(tasks), workers=workers) as sandbox, teacher_session(spec) as _lm:
-            for entry, d in pending:
-                _run_one(entry, d, tasks, sandbox, benchmark, spec, library_handle, build, threads, fresh)
+            for entry, d, used in pending:
+                retrieval = (handle, used) if used else (None, None)
+                _run_one(entry, d, tasks, sandbox, benchmark, spec, retrieval, build, threads, fresh)
     return [load_eval_dir(d) for d in directories]
 
 
@@ -220,15 +232,17 @@ def _run_one(
     sandbox: Sandbox,
     benchmark: str,
     spec: TeacherSpec,
-    library: object,
+    retrieval: tuple[Library | None, str | None],
     build: dict[str, Any],
     threads: int,
     fresh: bool,
 ) -> None:
+    """Run one entry; ``retrieval``: the opened library it retrieves from and that library's id, or two Nones."""
     from amr_dspy.cli.eval import run_program_tasks
     from amr_dspy.compare import load_program_entry
     from amr_dspy.evaluation import raise_if_all_failed, summary_table
 
+    library, ident = retrieval
     module = load_program_entry(entry, library=library, executor=sandbox, **build)
     results, _ = run_program_tasks(
         module,
@@ -238,6 +252,7 @@ def _run_one(
         variant=entry.variant,
         teacher=spec.name,
         artifact=str(entry.artifact) if entry.artifact else None,
+        library=ident,
         threads=threads,
         out=directory,
         fresh=fresh,
@@ -250,10 +265,12 @@ def _run_one(
 
 
 def _reusable(directory: Path, entry: VariantEntry, tasks: list[Task], benchmark: str, spec: TeacherSpec,
-              build: dict[str, Any]) -> bool:  # fmt: skip
-    """A finished run of the same program, settings, teacher, benchmark and tasks: its numbers would come out the same.
+              build: dict[str, Any], library: str | None) -> bool:  # fmt: skip
+    """A finished run of the same program, settings, library, teacher, benchmark and tasks: its numbers would come
+    out the same.
 
-    Results written before they recorded the program's settings are taken to match them.
+    Results written before they recorded the program's settings are taken to match them; results written before
+    they recorded the library are taken to have retrieved from none.
     """
     from amr_dspy.compare import load_eval_dir
     from amr_dspy.evaluation import program_config
@@ -270,18 +287,12 @@ def _reusable(directory: Path, entry: VariantEntry, tasks: list[Task], benchmark
         results.benchmark == benchmark
         and results.variant == entry.variant
         and results.artifact == (str(entry.artifact) if entry.artifact else None)
+        and results.library == library
         and results.teacher == spec.name
         and [t.task_id for t in results.tasks] == [t.task_id for t in tasks]
         and (results.program_config is None or results.program_config == program_config(
             build_program(entry.variant, **build)))  # fmt: skip
     )
-
-
-def _open_library(directory: Path) -> object:
-    from amr_dspy.library import Library
-
-    with console.status(f"opening module library {directory}"):
-        return Library.open(directory)
 
 
 def _slug(text: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -22,11 +21,14 @@ from amr_dspy.cli._options import (
     ApiBaseOpt,
     ApiKeyOpt,
     GuardOpt,
+    LibraryOpt,
     MaxTokensOpt,
     NoCacheOpt,
+    NoLibraryOpt,
     SelectSamplesOpt,
     TeacherOpt,
     TemperatureOpt,
+    retrieval_library,
     teacher_session,
     teacher_spec,
 )
@@ -42,8 +44,6 @@ __all__ = ["compile_command", "program_app", "show"]
 
 program_app = typer.Typer(help="Inspect compiled program artifacts.", no_args_is_help=True)
 app.add_typer(program_app, name="program")
-
-DEFAULT_LIBRARY = Path("artifacts/library/minilm-mbpp-train")
 
 
 @app.command("compile")
@@ -70,9 +70,8 @@ def compile_command(
         typer.Option(dir_okay=False, help="Artifact path (.json; default artifacts/<teacher-slug>/<variant>-<recipe>"
                      ".json). The manifest goes next to it, the checkpoint to <out>.checkpoint/."),
     ] = None,
-    library: Annotated[
-        Path, typer.Option(file_okay=False, help="Function-module library, for variants that retrieve modules.")
-    ] = DEFAULT_LIBRARY,
+    library: LibraryOpt = None,
+    no_library: NoLibraryOpt = False,
     guard: GuardOpt = True,
     select_samples: SelectSamplesOpt = None,
     threads: Annotated[
@@ -117,7 +116,7 @@ def compile_command(
     with console.status(f"loading {train} and {dev}"):
         trainset = load_tasks(train, limit=train_limit)
         devset = load_tasks(dev, limit=dev_limit)
-    module_library, library_id = _open_library(variant, library)
+    module_library, library_id = retrieval_library([variant], library, no_library)
 
     limits = execution_limits([*trainset, *devset])
     with Sandbox(limits, workers=workers) as sandbox, ExecutionMetric(sandbox) as metric:
@@ -139,24 +138,6 @@ def compile_command(
                 on_event=show_event,
             )
     _print_summary(result)
-
-
-def _open_library(variant: str, directory: Path) -> tuple[object | None, str | None]:
-    """The library when the variant retrieves from one, and how the manifest names it (path and content hash)."""
-    from amr_dspy.programs import build_program
-
-    config = getattr(build_program(variant), "config", None)
-    if config is None or not getattr(config, "retrieve", False):
-        return None, None
-    if not directory.is_dir():
-        raise ConfigError(f"--library {directory}: no such library (build one with `amr-dspy library build`)")
-    from amr_dspy.library import Library
-
-    with console.status(f"opening module library {directory}"):
-        library = Library.open(directory)
-    modules = directory / "modules.jsonl"
-    digest = hashlib.sha256(modules.read_bytes()).hexdigest()[:12] if modules.is_file() else "unknown"
-    return library, f"{directory} (modules sha256 {digest})"
 
 
 class _ProgressDisplay:

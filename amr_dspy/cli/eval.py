@@ -14,11 +14,14 @@ from amr_dspy.cli._options import (
     ApiBaseOpt,
     ApiKeyOpt,
     GuardOpt,
+    LibraryOpt,
     MaxTokensOpt,
     NoCacheOpt,
+    NoLibraryOpt,
     SelectSamplesOpt,
     TeacherOpt,
     TemperatureOpt,
+    retrieval_library,
     teacher_session,
     teacher_spec,
 )
@@ -60,9 +63,8 @@ def eval_command(
         Path | None,
         typer.Option("--program", help="Compiled program artifact (JSON saved by dspy) to load into the variant."),
     ] = None,
-    library: Annotated[
-        Path | None, typer.Option(file_okay=False, help="Function-module library directory, for variants that use one.")
-    ] = None,
+    library: LibraryOpt = None,
+    no_library: NoLibraryOpt = False,
     guard: GuardOpt = True,
     select_samples: SelectSamplesOpt = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N tasks of the benchmark.")] = None,
@@ -117,9 +119,10 @@ def eval_command(
             "give exactly one of --variant NAME (run a program), --samples FILE (check existing samples) "
             "or --canonical (check the canonical solutions)"
         )
-    if variant is None and (program or library or select_samples is not None):
+    if variant is None and (program or library or no_library or select_samples is not None):
         raise ConfigError(
-            "--program, --library and --select-samples need --variant; --samples and --canonical run no program"
+            "--program, --library, --no-library and --select-samples need --variant; --samples and --canonical "
+            "run no program"
         )
     source = variant or (samples.stem if samples is not None else "canonical")
     out = out or Path("artifacts/eval") / _slug(f"{source}-{benchmark}")
@@ -153,6 +156,7 @@ def eval_command(
                 spec=spec,
                 program=program,
                 library=library,
+                no_library=no_library,
                 guard=guard,
                 select_samples=select_samples,
                 threads=threads,
@@ -214,6 +218,7 @@ def _run_program(
     spec: object,
     program: Path | None,
     library: Path | None,
+    no_library: bool,
     guard: bool,
     select_samples: int | None,
     threads: int,
@@ -222,7 +227,7 @@ def _run_program(
 ) -> tuple[EvalResults, dict[str, str | None]]:
     from amr_dspy.programs import build_program
 
-    module_library = _open_library(library) if library is not None else None
+    module_library, library_id = retrieval_library([variant], library, no_library)
     module = build_program(variant, library=module_library, executor=sandbox, guard=guard, samples=select_samples)
     if program is not None:
         from optimize.artifact import load_artifact
@@ -237,6 +242,7 @@ def _run_program(
             variant=variant,
             teacher=spec.name,  # type: ignore[attr-defined]
             artifact=str(program) if program else None,
+            library=library_id,
             threads=threads,
             out=out,
             fresh=fresh,
@@ -255,9 +261,12 @@ def run_program_tasks(
     threads: int,
     out: Path,
     fresh: bool = False,
+    library: str | None = None,
 ) -> tuple[EvalResults, dict[str, str | None]]:
     """Run a built program on ``tasks`` under the current DSPy LM, with a progress bar; write predictions.jsonl,
     samples.jsonl and results.json to ``out``.
+
+    ``library``: the id of the library the program retrieves from (``resources.library_id``), None for none.
 
     Each finished task is checkpointed in ``out/progress.jsonl``; an interrupted run resumes from it (``fresh``
     discards it). Returns the results and each task's extracted code. ``amr-dspy compare`` runs each variant
@@ -279,8 +288,10 @@ def run_program_tasks(
 
     lm = dspy.settings.lm
     config = program_config(module)  # the -select variants' samples are in it: other samples, another run
+    # the library only when there is one: checkpoints of runs without retrieval keep their key
     key = run_key(variant=variant, benchmark=benchmark, tasks=[t.task_id for t in tasks], teacher=teacher,
-                  artifact=artifact, config=config, lm=lm_fingerprint(lm))  # fmt: skip
+                  artifact=artifact, config=config, lm=lm_fingerprint(lm),
+                  **({"library": library} if library else {}))  # fmt: skip
     checkpoint = EvalCheckpoint(out, key, fresh=fresh)
 
     columns = (
@@ -313,6 +324,7 @@ def run_program_tasks(
             variant=variant,
             teacher=teacher,
             artifact=artifact,
+            library=library,
             checkpoint=checkpoint,
             server=served_by(lm),
             program_config=config,
@@ -347,13 +359,6 @@ def _write_predictions(
                 "module_checks": record.get("module_checks"),
             }
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def _open_library(directory: Path) -> object:
-    from amr_dspy.library import Library
-
-    with console.status(f"opening module library {directory}"):
-        return Library.open(directory)
 
 
 def _report(

@@ -82,10 +82,14 @@ def synthesize_command(
     out: Annotated[Path, typer.Option("--out", "-o", file_okay=False, help="Output directory of the run.")],
     program: Annotated[
         Path | None,
-        typer.Option("--program", dir_okay=False, help="Compiled program artifact to load into --variant."),
+        typer.Option("--program", dir_okay=False, help="Compiled program artifact to load into --variant (default: "
+                     "the bundled one compiled for the embedded teacher, where --variant has one: amr, cot, direct)."),
     ] = None,
+    uncompiled: Annotated[
+        bool, typer.Option("--uncompiled", help="Run --variant uncompiled, not the bundled compiled program.")
+    ] = False,
     variant: Annotated[
-        str, typer.Option(help="Program variant (uncompiled unless --program), e.g. amr, amr-paper, direct.")
+        str, typer.Option(help="Program variant, e.g. amr, amr-paper, direct (see --program).")
     ] = "amr",
     instruction_field: Annotated[str, typer.Option(help="Field holding the instruction.")] = "instruction",
     input_field: Annotated[
@@ -96,9 +100,15 @@ def synthesize_command(
     ] = None,
     library: Annotated[
         Path | None,
-        typer.Option(file_okay=False, help="Seed module library, copied into OUT/library and grown there "
-                     "(default: the committed MBPP+ train library; never modified)."),  # fmt: skip
+        typer.Option(file_okay=False, help="Seed module library, copied into OUT/library, retrieved from and grown "
+                     "there (default: the bundled MBPP+ train library artifacts/library/minilm-mbpp-train; never "
+                     "modified)."),  # fmt: skip
     ] = None,
+    no_library: Annotated[
+        bool,
+        typer.Option("--no-library", help="Run without a module library: no retrieval, no OUT/library and so no "
+                     "growth (default: a library, see --library)."),  # fmt: skip
+    ] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Synthesize at most N instructions.")] = None,
     concurrency: Annotated[
         int,
@@ -176,8 +186,9 @@ def synthesize_command(
         input=str(SAMPLE_FILE) if sample else input_spec,
         out=out,
         variant=variant,
-        artifact=program,
+        artifact=_program(variant, program, uncompiled),
         seed_library=library,
+        use_library=not no_library,
         instruction_field=instruction_field,
         input_field=input_field or None,
         id_field=id_field or ("id" if sample else None),
@@ -206,6 +217,7 @@ def synthesize_command(
                              timeout_s=request_timeout)  # fmt: skip
     job.concurrency = concurrency
     prepared = prepare(job)  # bad input, a taken --out or a benchmark input stop here, before the teacher starts
+    console.print(f"[dim]program: {job.artifact or f'{variant} (uncompiled)'}[/]", highlight=False, soft_wrap=True)
     batch = prepared.batch
     if batch.invalid:
         console.print(f"[yellow]skipped {len(batch.invalid)} invalid row(s)[/], first: {batch.invalid[0].message}",
@@ -217,3 +229,13 @@ def synthesize_command(
                               status=lambda message: console.print(f"[dim]{message}[/]", highlight=False))  # fmt: skip
     console.print(summary_table(summary))
     console.print(f"wrote {out}/records.jsonl, dataset/, sft.jsonl, library/ and summary.json", highlight=False)
+
+
+def _program(variant: str, program: Path | None, uncompiled: bool) -> Path | None:
+    """The artifact to load: --program, else the bundled one compiled for the embedded teacher (if any)."""
+    from amr_dspy.errors import ConfigError
+    from amr_dspy.resources import default_program
+
+    if uncompiled and program is not None:
+        raise ConfigError(f"--program {program} and --uncompiled: give one of them")
+    return program if program is not None or uncompiled else default_program(variant)
