@@ -87,3 +87,32 @@ def test_a_run_without_selection_records_is_refused(tmp_path: Path) -> None:
     (directory / "predictions.jsonl").write_text(json.dumps({"task_id": "Mbpp/2", "selection": None}) + "\n")
     with pytest.raises(ConfigError, match=r"predictions.jsonl:1: task Mbpp/2 has no selection record"):
         selection_curve(directory, [], benchmark="mbpp+")
+
+
+def test_bench_selection_writes_the_curve_and_names_the_best_n(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:  # fmt: skip
+    from typer.testing import CliRunner
+
+    from amr_dspy.cli._app import app
+
+    use_mbpp_subset(monkeypatch, tmp_path, [2])
+    folder = write_run(tmp_path / "run", {"Mbpp/2": HARD})
+    out = tmp_path / "report" / "curve.md"
+    result = CliRunner().invoke(app, ["bench", "selection", str(folder), "-b", "mbpp+", "--out", str(out),
+                                      "--early-exit", "0,2"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "direct 0/1, best 1 at N=3 (early exit after 0)" in result.output
+    curves = json.loads(out.with_suffix(".json").read_text())
+    assert [p["early_exit_after"] for p in curves[0]["points"]] == [0] * 4 + [2] * 4
+    assert "| 3 | 2 | 1 (100.0%)" in out.read_text()
+
+
+def test_bench_selection_refuses_a_negative_early_exit(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from amr_dspy.cli._app import app
+
+    folder = write_run(tmp_path / "run", {"Mbpp/2": HARD})
+    result = CliRunner().invoke(app, ["bench", "selection", str(folder), "-b", "mbpp+", "--early-exit", "-1"])
+    assert isinstance(result.exception, ConfigError)
+    assert str(result.exception) == "--early-exit '-1': expected integers >= 0"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +11,7 @@ import typer
 
 from amr_dspy.cli._app import bench_app, console
 
-__all__ = ["bench_sandbox_command", "bench_decontam_command"]
+__all__ = ["bench_sandbox_command", "bench_decontam_command", "bench_selection_command"]
 
 
 @bench_app.command("sandbox")
@@ -41,24 +43,23 @@ def bench_sandbox_command(
     console.print(f"wrote {out}")
 
 
+# eval amr retrieves from the bundled seed library and synthesize runs the bundled compiled amr: their defaults.
 _DEFAULT_COMMANDS = {
     "eval direct": ["eval", "--variant", "direct", "-b", "{benchmark}", "--no-cache", "--fresh"],
-    "eval amr": ["eval", "--variant", "amr", "-b", "{benchmark}", "--library", "artifacts/library/minilm-mbpp-train",
-                 "--no-cache", "--fresh"],
-    "synthesize sample": ["synthesize", "--input", "sample", "--program",
-                          "artifacts/local-0.5b/amr-bootstrap-2core.json", "--no-cache"],
+    "eval amr": ["eval", "--variant", "amr", "-b", "{benchmark}", "--no-cache", "--fresh"],
+    "synthesize sample": ["synthesize", "--input", "sample", "--no-cache"],
 }
 
 
-def _ints(text: str, option: str) -> list[int]:
+def _ints(text: str, option: str, *, minimum: int = 1) -> list[int]:
     from amr_dspy.errors import ConfigError
 
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"{option} {text!r}: expected comma-separated integers, e.g. 1,2,4,8") from None
-    if values and min(values) < 1:
-        raise ConfigError(f"{option} {text!r}: expected positive integers")
+    if values and min(values) < minimum:
+        raise ConfigError(f"{option} {text!r}: expected integers >= {minimum}")
     return values
 
 
@@ -214,3 +215,35 @@ def bench_decontam_command(
     for reason in report.reasons:
         console.print(reason, highlight=False)
     console.print(f"wrote {out / 'report.json'} and {out / 'report.md'}")
+
+
+@bench_app.command("selection")
+def bench_selection_command(
+    runs: Annotated[list[Path], typer.Argument(exists=True, file_okay=False, help="Eval folders of direct-select or "
+                                               "amr-select runs, all on --benchmark.")],  # fmt: skip
+    benchmark: Annotated[str, typer.Option("--benchmark", "-b", help="The runs' benchmark, e.g. mbpp+:dev.")],
+    out: Annotated[Path, typer.Option(dir_okay=False, help="Report: OUT.md and OUT.json beside it.")] = Path(
+        "selection-curve.md"
+    ),
+    early_exit: Annotated[str, typer.Option(help="Early-exit settings to replay (agreeing samples), comma-separated.")
+                          ] = "0,1,2",  # fmt: skip
+    workers: Annotated[int, typer.Option(min=1, help="Sandbox worker processes checking candidates.")] = 2,
+) -> None:
+    """The pass rate selection would reach with each N samples, replayed from runs' candidate pools (no teacher)."""
+    from amr_dspy.selection_bench import curve_markdown, selection_curve
+    from amr_dspy.tasks import load_tasks
+
+    tasks = load_tasks(benchmark)
+    settings = _ints(early_exit, "--early-exit", minimum=0)
+    curves = [selection_curve(run, tasks, benchmark=benchmark, early_exit_after=settings, workers=workers)
+              for run in runs]  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(curve_markdown(curves), encoding="utf-8")
+    json_path = out.with_suffix(".json")
+    json_path.write_text(json.dumps([c.model_dump() for c in curves], indent=2) + "\n", encoding="utf-8")
+    for curve in curves:
+        best = max(curve.points, key=lambda p: (p.passed, -p.answers_per_task))
+        console.print(f"{curve.variant} on {curve.benchmark}: direct {curve.direct_passed}/{curve.n_tasks}, best "
+                      f"{best.passed} at N={best.samples} (early exit after {best.early_exit_after})",
+                      highlight=False)  # fmt: skip
+    console.print(f"wrote {out} and {json_path}")
