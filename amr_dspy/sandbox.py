@@ -63,6 +63,20 @@ _WORKER_ENV = {
 }
 
 
+def _matplotlib_cache(preload: tuple[str, ...]) -> str:
+    """matplotlib's config and font cache for the workers, under the user cache. In the worker's throwaway HOME
+    every worker that preloads matplotlib rebuilt the font cache (seconds; past the start timeout on a loaded
+    machine), and the worker cannot write one for the next: it is built here once, by this user."""
+    from amr_dspy.model_files import amr_home
+
+    path = amr_home() / "matplotlib"
+    path.mkdir(parents=True, exist_ok=True)
+    if any(name.split(".")[0] == "matplotlib" for name in preload) and not any(path.glob("fontlist-*.json")):
+        subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], check=False, capture_output=True,
+                       env=_WORKER_ENV | {"HOME": str(path), "MPLCONFIGDIR": str(path)}, timeout=300)  # fmt: skip
+    return str(path)
+
+
 class SandboxLimits(BaseModel):
     """Resource limits for one request (per child process unless noted), and what each worker preloads."""
 
@@ -101,7 +115,7 @@ class _Worker:
             [sys.executable, "-I", str(_WORKER_SCRIPT)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=_WORKER_ENV | {"HOME": self.root},
+            env=_WORKER_ENV | {"HOME": self.root, "MPLCONFIGDIR": _matplotlib_cache(limits.preload)},
             cwd=self.root,
             start_new_session=True,  # a terminal's Ctrl-C goes to us; we stop the workers
         )

@@ -573,3 +573,18 @@ def test_a_request_cannot_mix_unittest_modules_with_other_tests(unit_sandbox: Sa
     request.tests.append(AssertTest(name="a", code="x = 1"))
     with pytest.raises(SandboxError, match="mixes unittest modules with other tests"):
         unit_sandbox.run(request)
+
+
+def test_workers_keep_matplotlibs_font_cache_in_the_user_cache(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:  # fmt: skip
+    # each worker's HOME is a fresh temporary directory: a font cache kept there was rebuilt by every worker
+    monkeypatch.setenv("AMR_DSPY_HOME", str(tmp_path))
+    methods = f"""
+    def test_cache_dir(self):
+        import matplotlib
+        self.assertEqual(matplotlib.get_cachedir(), {str(tmp_path / "matplotlib")!r})
+    """
+    with Sandbox(SandboxLimits(max_processes=4, preload=("matplotlib.pyplot",)), workers=1) as box:
+        result = box.run(unit(SQUARE, methods))
+    assert result.passed, result.outcomes
+    assert list((tmp_path / "matplotlib").glob("fontlist-*.json"))
