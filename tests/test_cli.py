@@ -108,7 +108,7 @@ def test_select_samples_reaches_the_program_compile_builds(monkeypatch: pytest.M
     monkeypatch.setattr(compile_cli, "teacher_session", lambda spec: nullcontext())
     monkeypatch.setattr(compile_cli, "load_tasks", lambda spec, limit=None: [fake_task(k, spec) for k in (1, 2, 3)])
     monkeypatch.setattr(optimize.compile, "compile_program", compile_program)
-    for args, samples in ((["--select-samples", "7"], 7), ([], 4)):
+    for args, samples in ((["--select-samples", "7"], 7), ([], 8)):
         result = CliRunner().invoke(app, ["compile", "--variant", "direct-select", "--recipe", "bootstrap",
                                           "--workers", "1", *args])  # fmt: skip
         assert isinstance(result.exception, _Stop), result.output
@@ -138,6 +138,7 @@ def test_select_samples_reaches_the_program_synthesize_runs(monkeypatch: pytest.
 
 def test_the_select_samples_help_names_select_configs_default() -> None:
     from amr_dspy.cli._options import SelectSamplesOpt
-    from amr_dspy.programs import SelectConfig
+    from amr_dspy.programs import AMRSelectConfig, SelectConfig
 
-    assert f"(default {SelectConfig().samples})" in SelectSamplesOpt.__metadata__[0].help
+    help_text = SelectSamplesOpt.__metadata__[0].help
+    assert f"(default {SelectConfig().samples} for direct-select, {AMRSelectConfig().samples} for amr-select)" in help_text

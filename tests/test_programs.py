@@ -455,8 +455,8 @@ ADD = "Write add(a, b) returning the sum."
 def select(variant: str, answers: list[dict[str, Any]], sandbox: Any, instruction: str = ADD,
            **kwargs: Any) -> tuple[dspy.Prediction, DummyLM]:  # fmt: skip
     lm = DummyLM(answers)
-    with dspy.context(lm=lm, adapter=ADAPTER):
-        program = build_program(variant, executor=sandbox, **kwargs)
+    with dspy.context(lm=lm, adapter=ADAPTER):  # the hand-computed pools below draw four samples
+        program = build_program(variant, executor=sandbox, **{"samples": 4, **kwargs})
         return program(instruction=instruction, entry_point="add"), lm
 
 

@@ -58,7 +58,7 @@ GuardOpt = Annotated[
 SelectSamplesOpt = Annotated[
     int | None,
     typer.Option("--select-samples", min=0, help="direct-select and amr-select: answers sampled besides the direct "
-                 "one (default 4); other variants ignore it."),
+                 "one (default 8 for direct-select, 4 for amr-select); other variants ignore it."),
 ]
 
 # eval, compare and compile; synthesize words its own (its library is also the one it grows).

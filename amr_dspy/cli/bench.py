@@ -245,5 +245,5 @@ def bench_selection_command(
         best = max(curve.points, key=lambda p: (p.passed, -p.answers_per_task))
         console.print(f"{curve.variant} on {curve.benchmark}: direct {curve.direct_passed}/{curve.n_tasks}, best "
                       f"{best.passed} at N={best.samples} (early exit after {best.early_exit_after})",
-                      highlight=False)  # fmt: skip
+                      highlight=False, emoji=False)  # fmt: skip; "mbpp+:train:" is not an emoji
     console.print(f"wrote {out} and {json_path}")
