@@ -39,9 +39,11 @@ __all__ = [
     "Selection",
     "candidate_run",
     "choose",
+    "contradicted",
     "distinct_tests",
     "exits_early",
     "group_candidates",
+    "observed",
     "outcome_key",
     "probe",
 ]
@@ -282,6 +284,35 @@ def choose(runs: Sequence[CandidateRun]) -> tuple[CandidateRun, list[Group], str
     winner = min(top, key=lambda g: min(_precedence(by_name[m], runs) for m in g.members))
     chosen = min((by_name[m] for m in winner.members), key=lambda r: _precedence(r, runs))
     return chosen, groups, _reason(winner, top, groups, len(chosen.examples), len(chosen.tests))
+
+
+def contradicted(group: Group, runs: Sequence[CandidateRun]) -> list[int]:
+    """The teacher tests (positions in the runs' ``tests``) that ``group`` contradicts, the ones to discard.
+
+    A group contradicts a test when its members, at least two different programs, all pass every example of the
+    instruction and all returned one value on the test other than EXPECTED, or all raised one exception type: the
+    test's expectation is then probably the teacher's mistake. One program alone is no agreement, and neither are
+    copies of one (the same code up to formatting and comments, as when an evolution step kept the direct code):
+    their failures stand. A group failing an example is wrong, so it discards nothing. A timeout, a failure
+    without an observed value or a solution that does not load says nothing about the test. Pure; ``choose``
+    does not use it, so selection is unchanged.
+    """
+    members = [r for r in runs if r.name in group.members and r.runnable]
+    if not members or len({_normal(r.code or "") for r in members}) < 2:
+        return []
+    first = members[0]
+    if any(key != "pass" for key in first.examples):
+        return []
+    return [i for i, key in enumerate(first.tests) if key.startswith(("got ", "error "))]
+
+
+def observed(key: str) -> str:
+    """A signature entry as a reader wants it: ``returned VALUE`` (without the digest), ``raised TYPE``, or as is."""
+    if key.startswith("got "):
+        return "returned " + key.removeprefix("got ").partition(" ")[2]
+    if key.startswith("error "):
+        return "raised " + key.removeprefix("error ")
+    return key
 
 
 def _precedence(run: CandidateRun, runs: Sequence[CandidateRun]) -> tuple[int, int]:

@@ -1,12 +1,13 @@
 """Synthesis, the main job: every input instruction becomes one training record with a verified response.
 
 Each record is made by ``synthesize_record``, a pure function of (instruction, program, library snapshot):
-it runs the program, chooses the answer to keep, checks it for benchmark overlap, verifies its code with
-teacher-written unit tests in the sandbox and proposes the novel function modules of a verified answer, writing
-nothing. The answer kept must define the requested entry point (the item's, else the one the instruction names,
-else the direct answer's main function, ``amr_dspy.entry_points``); a final answer that does not, or that only ties
-the direct answer on the record's unit tests, loses to the direct answer; what the entry point never reaches is
-pruned, and an answer that pruning breaks loses too.
+it runs the program, chooses the answer to keep, checks it for benchmark overlap, verifies it by execution
+agreement among the candidate answers on the instruction's examples and teacher-written unit tests in the sandbox
+(``_judge``) and proposes the novel function modules of a verified answer, writing nothing. The answer kept must
+define the requested entry point (the item's, else the one the instruction names, else the direct answer's main
+function, ``amr_dspy.entry_points``); a final answer that does not, or that shares the leading agreement group with
+the direct answer, or is outside it while the direct answer is in it, loses to the direct answer; what the entry
+point never reaches is pruned, and an answer that pruning breaks loses too.
 ``merge_record`` adds the proposals to the library (the library serializes writes). ``run_synthesis`` drives
 the two with N records in flight; a distributed engine can call the same two functions on its own workers.
 
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.table import Table
 
+from amr_dspy.agreement import Candidate, CandidatePool, CandidateRun, Selection, choose, contradicted, observed
 from amr_dspy.decontam import DecontamConfig, Verdict
 from amr_dspy.entry_points import (
     defined_names,
@@ -68,6 +70,8 @@ __all__ = [
     "Timings",
     "RetrievedModule",
     "ModuleSpecRecord",
+    "DiscardedTest",
+    "AgreementEvidence",
     "RecordVerification",
     "Growth",
     "SynthesisRecord",
@@ -80,6 +84,7 @@ __all__ = [
     "Prepared",
     "ProgressSink",
     "RunSummary",
+    "YieldReport",
     "prepare",
     "execute",
     "open_run",
@@ -251,6 +256,7 @@ class Timings(BaseModel):
     program_s: float = 0.0
     verify_s: float = 0.0
     total_s: float = 0.0
+    teacher_s: float = 0.0  # waiting on LM calls, program and verification (a cache hit counts its lookup)
 
 
 class RetrievedModule(BaseModel):
@@ -269,15 +275,44 @@ VerificationStatus = Literal["passed", "failed", "no_code", "no_tests", "error",
 EntryPointSource = Literal["item", "instruction", "direct answer"]
 
 
+class DiscardedTest(BaseModel):
+    """A teacher test the leading agreement group contradicts: not counted for or against the answer."""
+
+    test: str  # its code
+    observed: str  # what every member of the leading group did on it: "returned VALUE" or "raised TYPE"
+
+
+class AgreementEvidence(BaseModel):
+    """What verification by agreement saw, kept on the record for an audit (``_judge``).
+
+    ``pool`` is every candidate run on the instruction's examples and the teacher's tests, with what each did on
+    each of them, the groups and their scores, and the leading group's first member as ``chosen``.
+    """
+
+    pool: Selection
+    tests_from: Literal["record", "selection"]  # tests the teacher wrote for the record, or the program's selection's
+    leading: list[str] = Field(default_factory=list)  # the leading group's members
+    answer: str | None = None  # the candidate holding the record's answer (before pruning)
+    kept: list[str] = Field(default_factory=list)  # the teacher tests the answer is judged on, besides the examples
+    discarded: list[DiscardedTest] = Field(default_factory=list)
+
+
 class RecordVerification(BaseModel):
-    """Teacher-written unit tests run against the final code in the sandbox."""
+    """The kept answer's verification: ``agreement`` (records made before it say ``unit_tests``).
+
+    ``passed``: the answer is in the leading agreement group and passes every example of the instruction and every
+    teacher test the leading group does not contradict.
+    """
 
     status: VerificationStatus
-    method: Literal["unit_tests"] = "unit_tests"
-    n_tests: int = 0
+    method: Literal["unit_tests", "agreement"] = "agreement"
+    n_tests: int = 0  # the tests the answer was judged on: the instruction's examples and the teacher tests kept
     n_passed: int = 0
+    n_examples: int = 0  # of n_tests, the instruction's own examples
+    n_discarded: int = 0  # teacher tests the leading group contradicts (not in n_tests)
     failed_test: str | None = None
     message: str | None = None
+    evidence: AgreementEvidence | None = None
 
 
 class Growth(BaseModel):
@@ -359,7 +394,8 @@ class RecordResult(BaseModel):
 
 
 class _Meter:
-    """Counts LM calls and remembers the latest response any step produced (the fallback answer)."""
+    """Counts LM calls and the seconds spent waiting on them, and remembers the latest response any step produced
+    (the fallback answer)."""
 
     def __init__(self) -> None:
         from dspy.utils.callback import BaseCallback
@@ -368,7 +404,15 @@ class _Meter:
 
         class Callback(BaseCallback):
             def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
-                meter.calls += 1
+                with meter.lock:
+                    meter.calls += 1
+                    meter.started[call_id] = time.perf_counter()
+
+            def on_lm_end(self, call_id: str, outputs: Any | None, exception: BaseException | None = None) -> None:
+                with meter.lock:
+                    start = meter.started.pop(call_id, None)
+                    if start is not None:
+                        meter.teacher_s += time.perf_counter() - start
 
             def on_module_end(self, call_id: str, outputs: Any | None, exception: BaseException | None = None) -> None:
                 if exception is None and outputs is not None:
@@ -378,7 +422,10 @@ class _Meter:
                             meter.best = text
 
         self.callback = Callback()
+        self.lock = threading.Lock()
         self.calls = 0
+        self.started: dict[str, float] = {}
+        self.teacher_s = 0.0
         self.best: str | None = None
         self.tracker: Any = None
 
@@ -455,6 +502,7 @@ class _Answer(BaseModel):
     code: str | None = None
     kept: str | None = None
     pruned: list[str] = Field(default_factory=list)
+    leading: bool = False  # its code is in the leading agreement group (``_judge``)
 
 
 class _EntryPoint(BaseModel):
@@ -532,7 +580,7 @@ def _structural(final: _Answer, direct: _Answer | None, entry: _EntryPoint, note
 
 
 class _Trial:
-    """The record's unit tests, written once for the answer checked first and run on every candidate."""
+    """The tests the record's answer is judged on, run on it (and on a pruned copy) as they are, not probed."""
 
     def __init__(self, executor: Executor, entry_point: str | None, tests: list[AssertTest]) -> None:
         self.executor, self.entry_point, self.tests = executor, entry_point, tests
@@ -547,17 +595,143 @@ def _n_passed(tried: _Tried) -> int:
     return sum(o.status == "passed" for o in tried.result.outcomes) if tried.result else 0
 
 
-def _tie_break(tried: _Tried, direct: _Tried, notes: list[str]) -> _Tried:
-    """Evolution can damage an answer while the tests tie: the rewrite has to earn its place."""
-    n, label = len(tried.tests), _label(tried.answer)
-    n_final, n_direct = _n_passed(tried), _n_passed(direct)
-    scores = f"direct {n_direct}/{n}, {label} {n_final}/{n}"
-    if n_direct == n_final:
-        notes.append(f"tie: direct kept (record's unit tests: {scores})")
-    else:
-        winner = "direct" if n_direct > n_final else label
-        notes.append(f"kept {winner}: it passed more of the record's unit tests ({scores})")
-    return direct if n_direct >= n_final else tried
+# ------------------------------------------------------------------------------------------------ agreement
+
+
+class _Evidence(BaseModel):
+    """What the record is judged on: the instruction's examples and the teacher's tests, and where they came from."""
+
+    examples: list[AssertTest] = Field(default_factory=list)
+    tests: list[AssertTest] = Field(default_factory=list)
+    source: Literal["record", "selection"] = "record"
+    selection: Selection | None = None  # the program's own choice among sampled candidates, if it made one
+    failure: str | None = None  # why there are no teacher tests
+    error: bool = False  # writing them failed (the teacher gone, an unparsable answer)
+
+
+class _Judged(BaseModel):
+    """The record's answer by agreement, the direct answer to fall back on, and the tests the answer must pass."""
+
+    answer: _Answer
+    fallback: _Answer | None = None  # the direct answer, when another one was chosen: kept if pruning breaks that one
+    tests: list[AssertTest]  # the examples, then the teacher tests the leading group does not contradict
+    evidence: AgreementEvidence
+
+
+def _evidence(program: Any, prediction: Any, item: InputItem, answer: _Answer) -> _Evidence:
+    """The evidence the program's selection chose by, when it made one with tests: its examples, tests and pool.
+    Else the instruction's examples (as the programs read them) and unit tests the teacher writes for the answer."""
+    from amr_dspy.examples import instruction_examples
+    from amr_dspy.framing import frame_instruction
+    from amr_dspy.programs import write_unit_tests
+
+    selection = prediction.get("selection")
+    selection = selection if isinstance(selection, Selection) else None
+    if selection is not None and selection.tests:
+        return _Evidence(examples=_as_tests(selection.examples, "example"), tests=_as_tests(selection.tests, "unit"),
+                         source="selection", selection=selection)  # fmt: skip
+    instruction = frame_instruction(item.instruction, item.entry_point)  # as the programs frame it for predictors
+    examples = instruction_examples(instruction, item.entry_point)
+    try:
+        tests = write_unit_tests(_test_writer(program), instruction=instruction, code=answer.code or "")
+    except Exception as exc:  # the teacher gone, or an answer with no assert at all
+        return _Evidence(examples=examples, selection=selection, error=True,
+                         failure=f"writing unit tests failed: {_one_line(exc)}")  # fmt: skip
+    failure = None if tests else "the teacher wrote no valid assert statement"
+    return _Evidence(examples=examples, tests=tests, selection=selection, failure=failure)
+
+
+def _as_tests(codes: Sequence[str], prefix: str) -> list[AssertTest]:
+    return [AssertTest(name=f"{prefix}_{i}", code=code, time_limit_s=3.0) for i, code in enumerate(codes, 1)]
+
+
+def _judge(answer: _Answer, rival: _Answer | None, entry: _EntryPoint, evidence: _Evidence, executor: Executor,
+           notes: list[str]) -> _Judged:  # fmt: skip
+    """Verification by agreement (``amr_dspy.agreement``), on the same evidence as the programs' selection.
+
+    The candidates: the direct answer and the final one (``rival`` and ``answer``), and every candidate of the
+    program's selection when it drew samples. Each runs on the instruction's examples and the teacher's tests;
+    candidates that behave the same form a group, and the leading group is the one ``choose`` picks: among those
+    passing the most examples, the most members × teacher tests passed; ties go to the direct answer. Teacher tests
+    the leading group contradicts (``contradicted``: at least two different programs passing every example return
+    one other value, or raise one exception) are discarded, and a note says which. The record keeps the direct
+    answer when it is in the leading group, else the final one; it is verified when it is in the leading group and
+    passes every example and every teacher test kept. So with two candidates that agree, a test both contradict
+    with the same output is discarded; with one, or with two that disagree, every teacher test counts.
+    """
+    ours = [a for a in (rival, answer) if a is not None]  # the direct answer first: ties go to it
+    pool = CandidatePool(executor, examples=evidence.examples, tests=evidence.tests, entry_point=entry.name)
+    names = _fill(pool, ours, evidence.selection)
+    runs = pool.runs
+    chosen, groups, reason = choose(runs)
+    leading = next((g for g in groups if chosen.name in g.members), None)
+    members = leading.members if leading else []
+    lead_codes = {r.code for r in runs if r.name in members}
+    marked = [a.model_copy(update={"leading": a.code in lead_codes}) for a in ours]
+    kept = next((a for a in marked if a.leading), marked[-1])
+    dropped = set(contradicted(leading, runs)) if leading else set()
+    discarded = [DiscardedTest(test=t.code, observed=observed(chosen.tests[i]))
+                 for i, t in enumerate(pool.tests) if i in dropped]  # fmt: skip
+    survivors = [t for i, t in enumerate(pool.tests) if i not in dropped]
+    whose = "the program's selection's" if evidence.source == "selection" else "written for the answer"
+    notes.append(f"verification by agreement: {len(runs)} candidate(s) on {len(pool.examples)} example(s) of the "
+                 f"instruction and {len(pool.tests)} unit test(s) ({whose}); leading {reason}")  # fmt: skip
+    if len(marked) == 2:
+        notes.append(_choice_note(marked[0], marked[1], [_run(runs, name) for name in names]))
+    if discarded:
+        listed = "; ".join(f"{d.test.splitlines()[-1]} ({d.observed})" for d in discarded)
+        notes.append(f"discarded {len(discarded)} teacher test(s) contradicted by the leading group: {listed}")
+    record = AgreementEvidence(pool=pool.selection(), tests_from=evidence.source, leading=members,
+                               answer=names[marked.index(kept)], kept=[t.code for t in survivors],
+                               discarded=discarded)  # fmt: skip
+    fallback = marked[0] if len(marked) == 2 and kept is not marked[0] else None
+    return _Judged(answer=kept, fallback=fallback, tests=[*pool.examples, *survivors], evidence=record)
+
+
+def _fill(pool: CandidatePool, ours: list[_Answer], selection: Selection | None) -> list[str]:
+    """Add the selection's candidates to the pool, then each of ours whose code none has; returns ours' names."""
+    for run in selection.candidates if selection else []:
+        pool.add(Candidate(name=run.name, kind=run.kind, response="", code=run.code))
+    names = []
+    for answer in ours:
+        name = next((r.name for r in pool.runs if r.code == answer.code), None)
+        if name is None:
+            direct = answer.kept == "direct" or (len(ours) == 1 and answer.kept is None)
+            name = _unique("direct" if direct else _label(answer), {r.name for r in pool.runs})
+            pool.add(Candidate(name=name, kind="direct" if name == "direct" else "evolved", response=answer.response,
+                               code=answer.code))  # fmt: skip
+        names.append(name)
+    return names
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    candidate, suffix = name, 1
+    while candidate in taken:
+        suffix += 1
+        candidate = f"{name}_{suffix}"
+    return candidate
+
+
+def _run(runs: list[CandidateRun], name: str) -> CandidateRun:
+    return next(r for r in runs if r.name == name)
+
+
+def _choice_note(direct: _Answer, final: _Answer, runs: list[CandidateRun]) -> str:
+    """Which of the direct and the final answer the record keeps, and their scores on the record's tests."""
+    label, (d, f) = _label(final), runs
+    n = len(d.examples) + len(d.tests)
+    scores = (f"record's tests: direct {d.examples_passed + d.tests_passed}/{n}, "
+              f"{label} {f.examples_passed + f.tests_passed}/{n}")  # fmt: skip
+    if direct.leading and final.leading:
+        return f"tie: direct kept (both in the leading group; {scores})"
+    if direct.leading:
+        return f"kept direct: it is in the leading group, the {label} response is not ({scores})"
+    if final.leading:
+        return f"kept {label}: it is in the leading group, the direct response is not ({scores})"
+    return f"kept {label}: neither it nor the direct response is in the leading group ({scores})"
+
+
+# ------------------------------------------------------------------------------------------------ pruning
 
 
 def _pruned(tried: _Tried, entry: _EntryPoint, trial: _Trial | None, notes: list[str]) -> _Tried | None:
@@ -575,7 +749,8 @@ def _pruned(tried: _Tried, entry: _EntryPoint, trial: _Trial | None, notes: list
     if code == answer.code:
         return tried
     dropped = sorted(defined_names(answer.code) - defined_names(code))
-    pruned = _Answer(response=prune_response(answer.response, dropped), code=code, kept=answer.kept, pruned=dropped)
+    pruned = answer.model_copy(update={"response": prune_response(answer.response, dropped), "code": code,
+                                       "pruned": dropped})  # fmt: skip
     if trial is None or tried.result is None:
         notes.append(f"pruned what {entry.name} never reaches (untested): {', '.join(dropped)}")
         return _Tried(answer=pruned)
@@ -588,65 +763,75 @@ def _pruned(tried: _Tried, entry: _EntryPoint, trial: _Trial | None, notes: list
     return after
 
 
-def _settle(answer: _Answer, direct: _Answer | None, entry: _EntryPoint, trial: _Trial | None,
+def _settle(answer: _Answer, fallback: _Answer | None, entry: _EntryPoint, trial: _Trial | None,
             notes: list[str]) -> _Tried:  # fmt: skip
-    """Run the tests on the answer, let a tie go to the direct answer, then prune the winner."""
+    """Run the tests on the answer and prune it; when pruning breaks it, the direct answer (``fallback``, pruned in
+    turn) is kept instead."""
     tried = trial.run(answer) if trial else _Tried(answer=answer)
-    rival = direct if direct is not None and answer is not direct and direct.code else None
-    if rival is not None and not _defines(rival.code, entry.name):
-        rival = None  # a direct answer without the entry point cannot win a tie
-    rival_tried = trial.run(rival) if trial and rival else None
-    if rival_tried is not None:
-        tried = _tie_break(tried, rival_tried, notes)
     if (pruned := _pruned(tried, entry, trial, notes)) is not None:
         return pruned
-    label = _label(tried.answer)
-    if rival is not None and tried.answer is not rival:
+    label = _label(answer)
+    if fallback is not None:
         notes.append(f"kept direct: pruning the {label} response broke it")
-        fallback = rival_tried or _Tried(answer=rival)
-        if (pruned := _pruned(fallback, entry, trial, notes)) is not None:
+        tried = trial.run(fallback) if trial else _Tried(answer=fallback)
+        if (pruned := _pruned(tried, entry, trial, notes)) is not None:
             return pruned
-        tried, label = fallback, "direct"
+        label = "direct"
     notes.append(f"kept the {label} response unpruned: pruning broke it")
     return tried
 
 
-def _verification(tried: _Tried) -> RecordVerification:
+# ------------------------------------------------------------------------------------------------ the verdict
+
+
+def _verification(tried: _Tried, evidence: AgreementEvidence) -> RecordVerification:
+    """Passed: the answer is in the leading group and passes every test it is judged on (``_judge``)."""
+    n_examples, n_discarded = sum(t.name.startswith("example_") for t in tried.tests), len(evidence.discarded)
     if not tried.tests:
-        return RecordVerification(status="no_tests", message="no unit test left that exercises the entry point")
+        return RecordVerification(status="no_tests", message="no unit test left that exercises the entry point",
+                                  n_discarded=n_discarded, evidence=evidence)  # fmt: skip
     result = tried.result or ExecutionResult()
     failure = result.first_failure()
+    message = (failure.message or failure.status)[:500] if failure else result.crash_reason
+    if not tried.answer.leading:
+        message = f"the answer is not in the leading agreement group ({', '.join(evidence.leading) or 'none'})"
     return RecordVerification(
-        status="passed" if result.passed else "failed",
+        status="passed" if result.passed and tried.answer.leading else "failed",
         n_tests=len(tried.tests),
         n_passed=_n_passed(tried),
+        n_examples=n_examples,
+        n_discarded=n_discarded,
         failed_test=failure.name if failure else None,
-        message=(failure.message or failure.status)[:500] if failure else result.crash_reason,
+        message=message,
+        evidence=evidence,
     )
 
 
-def _verify(program: Any, answer: _Answer, direct: _Answer | None, item: InputItem, entry: _EntryPoint,
-            executor: Executor, notes: list[str]) -> tuple[RecordVerification, _Tried]:  # fmt: skip
-    """Teacher-written unit tests for the answer, run on it (and on the direct answer, for a tie), then pruning."""
-    from amr_dspy.framing import frame_instruction
-    from amr_dspy.programs import write_unit_tests
+def _rival(answer: _Answer, direct: _Answer | None, entry: _EntryPoint) -> _Answer | None:
+    """The direct answer as the other candidate to keep; a direct answer without code or the entry point is none."""
+    if direct is None or answer is direct or not direct.code or not _defines(direct.code, entry.name):
+        return None
+    return direct
 
+
+def _verify(program: Any, prediction: Any, answer: _Answer, direct: _Answer | None, item: InputItem,
+            entry: _EntryPoint, executor: Executor, notes: list[str]) -> tuple[RecordVerification, _Tried]:  # fmt: skip
+    """The answer kept by agreement among the candidates and its verification (``_judge``), then pruning."""
     if not answer.code:
         return RecordVerification(status="no_code", message=_no_code_message(answer.response)), _Tried(answer=answer)
     if not _defines(answer.code, entry.name):
         message = f"the code does not define {entry.name}, which the {entry.source} asks for"
         return RecordVerification(status="failed", message=message), _Tried(answer=answer)
-    instruction = frame_instruction(item.instruction, item.entry_point)  # as the programs frame it for predictors
-    try:
-        tests = write_unit_tests(_test_writer(program), instruction=instruction, code=answer.code)
-    except Exception as exc:  # the teacher gone, or an answer with no assert at all
-        message = f"writing unit tests failed: {_one_line(exc)}"
-        return RecordVerification(status="error", message=message), _settle(answer, direct, entry, None, notes)
-    if not tests:
-        verification = RecordVerification(status="no_tests", message="the teacher wrote no valid assert statement")
-        return verification, _settle(answer, direct, entry, None, notes)
-    tried = _settle(answer, direct, entry, _Trial(executor, entry.name, tests), notes)
-    return _verification(tried), tried
+    rival = _rival(answer, direct, entry)
+    evidence = _evidence(program, prediction, item, answer)
+    if not evidence.examples and not evidence.tests:
+        status: VerificationStatus = "error" if evidence.error else "no_tests"
+        return RecordVerification(status=status, message=evidence.failure), _settle(answer, rival, entry, None, notes)
+    if evidence.failure:
+        notes.append(f"{evidence.failure}; judged on the instruction's {len(evidence.examples)} example(s) only")
+    judged = _judge(answer, rival, entry, evidence, executor, notes)
+    tried = _settle(judged.answer, judged.fallback, entry, _Trial(executor, entry.name, judged.tests), notes)
+    return _verification(tried, judged.evidence), tried
 
 
 def _propose(
@@ -682,7 +867,7 @@ def _leaks(contamination: Verdict | None) -> bool:
 
 
 def _kept_and_verified(
-    program: Any, answer: _Answer, direct: _Answer | None, item: InputItem, entry: _EntryPoint,
+    program: Any, prediction: Any, answer: _Answer, direct: _Answer | None, item: InputItem, entry: _EntryPoint,
     settings: SynthesisSettings, executor: Executor, decontaminator: Decontaminator | None, notes: list[str],
 ) -> tuple[RecordVerification, _Tried, Verdict | None]:  # fmt: skip
     """The answer to keep and its verification, unless it leaks a benchmark (checked again if the answer changed)."""
@@ -691,9 +876,9 @@ def _kept_and_verified(
         return _dropped(contamination), _Tried(answer=answer), contamination
     if not settings.verify:
         verification = RecordVerification(status="skipped", message="verification off")
-        return verification, _settle(answer, direct, entry, None, notes), contamination
+        return verification, _settle(answer, _rival(answer, direct, entry), entry, None, notes), contamination
     try:
-        verification, tried = _verify(program, answer, direct, item, entry, executor, notes)
+        verification, tried = _verify(program, prediction, answer, direct, item, entry, executor, notes)
     except Exception as exc:  # the sandbox itself failed; the record still stands, unverified
         return RecordVerification(status="error", message=_one_line(exc)), _Tried(answer=answer), contamination
     if tried.answer.response != answer.response:  # the direct answer or a pruned one is kept instead
@@ -733,16 +918,16 @@ def _check(
 ) -> _Checked:
     """Choose the answer to keep, verify it (unless it leaks a benchmark) and propose the modules of verified code.
 
-    The answer: the program's final one, unless it lacks code or the entry point (then the direct one), ties
-    the direct one on the record's unit tests (then the direct one), or breaks when what its entry point never
-    reaches is pruned (then the direct one, pruned in turn).
+    The answer: the program's final one, unless it lacks code or the entry point (then the direct one), the direct
+    one is in the leading agreement group (then the direct one, ``_judge``), or it breaks when what its entry point
+    never reaches is pruned (then the direct one, pruned in turn).
     """
     notes: list[str] = []
     entry = _entry_point(item, prediction)
     final, direct = _answers(prediction, item, notes)
     answer = _structural(final, direct, entry, notes)
-    verification, tried, contamination = _kept_and_verified(program, answer, direct, item, entry, settings, executor,
-                                                            decontaminator, notes)  # fmt: skip
+    verification, tried, contamination = _kept_and_verified(program, prediction, answer, direct, item, entry, settings,
+                                                            executor, decontaminator, notes)  # fmt: skip
     growth, proposed = _grown(library, prediction, item, tried, verification, contamination, entry, settings,
                               executor)  # fmt: skip
     return _Checked(answer=tried.answer, entry=entry, notes=notes, verification=verification,
@@ -807,7 +992,8 @@ def synthesize_record(
         artifact_sha256=settings.artifact_sha256,
         usage=meter.usage(),
         timings=Timings(started_at=started, program_s=round(program_s, 3), verify_s=round(verify_s, 3),
-                        total_s=round(time.perf_counter() - clock, 3)),  # fmt: skip
+                        total_s=round(time.perf_counter() - clock, 3),
+                        teacher_s=round(meter.teacher_s, 3)),  # fmt: skip
         attempts=attempts,
         fallback=fallback,
         error=error,
@@ -1265,14 +1451,17 @@ def _dataset_features() -> Any:
         "modules": [{"name": string, "signature": string, "description": string}],
         "retrieved": [{"id": string, "name": string, "score": number}],
         "verified": Value("bool"), "verification_status": string, "verification_n_tests": integer,
-        "verification_n_passed": integer, "library_added": [string], "teacher": string, "variant": string,
+        "verification_n_passed": integer, "verification_method": string, "verification_n_examples": integer,
+        "verification_n_discarded": integer, "verification_discarded": [string], "verification_leading": [string],
+        "verification_evidence": string, "library_added": [string], "teacher": string, "variant": string,
         "artifact_sha256": string, "lm_calls": integer, "uncached_lm_calls": integer, "prompt_tokens": integer,
-        "completion_tokens": integer, "total_s": number, "attempts": integer, "fallback": Value("bool"),
-        "error": string,
+        "completion_tokens": integer, "total_s": number, "teacher_s": number, "attempts": integer,
+        "fallback": Value("bool"), "error": string,
     })  # fmt: skip
 
 
 def _dataset_row(r: SynthesisRecord) -> dict[str, Any]:
+    v, evidence = r.verification, r.verification.evidence
     return {
         "id": r.id, "instruction": r.instruction, "response": r.response, "code": r.code, "source": r.source,
         "direct_response": r.direct_response, "evolved_response": r.evolved_response, "kept": r.kept,
@@ -1280,10 +1469,15 @@ def _dataset_row(r: SynthesisRecord) -> dict[str, Any]:
         "pruned": r.pruned, "modules": [m.model_dump() for m in r.modules],
         "retrieved": [m.model_dump() for m in r.retrieved], "verified": r.verified,
         "verification_status": r.verification.status, "verification_n_tests": r.verification.n_tests,
-        "verification_n_passed": r.verification.n_passed, "library_added": r.growth.added, "teacher": r.teacher,
-        "variant": r.variant, "artifact_sha256": r.artifact_sha256, "lm_calls": r.usage.lm_calls,
-        "uncached_lm_calls": r.usage.uncached_lm_calls, "prompt_tokens": r.usage.prompt_tokens,
-        "completion_tokens": r.usage.completion_tokens, "total_s": r.timings.total_s, "attempts": r.attempts,
+        "verification_n_passed": r.verification.n_passed, "verification_method": v.method,
+        "verification_n_examples": v.n_examples, "verification_n_discarded": v.n_discarded,
+        "verification_discarded": [d.test for d in evidence.discarded] if evidence else [],
+        "verification_leading": evidence.leading if evidence else [],
+        "verification_evidence": evidence.model_dump_json() if evidence else None, "library_added": r.growth.added,
+        "teacher": r.teacher, "variant": r.variant, "artifact_sha256": r.artifact_sha256,
+        "lm_calls": r.usage.lm_calls, "uncached_lm_calls": r.usage.uncached_lm_calls,
+        "prompt_tokens": r.usage.prompt_tokens, "completion_tokens": r.usage.completion_tokens,
+        "total_s": r.timings.total_s, "teacher_s": r.timings.teacher_s, "attempts": r.attempts,
         "fallback": r.fallback, "error": r.error,
     }  # fmt: skip
 
@@ -1319,6 +1513,40 @@ def write_exports(out: Path, records: Sequence[SynthesisRecord], *, sft_all: boo
 
 
 # ================================================================================================ summary
+
+
+class YieldReport(BaseModel):
+    """Where the input rows went, read → skipped (by reason) → verified → SFT, and what a teacher-hour yields.
+
+    Every row read is skipped or verified once the run is complete (a row is an invalid row, an instruction dropped
+    by decontamination, or a record). Teacher time is the seconds records spent waiting on LM calls, summed: under
+    ``--concurrency`` calls overlap, so it exceeds the wall time.
+    """
+
+    read: int  # input rows read
+    skipped: dict[str, int] = Field(default_factory=dict)  # rows without a verified record, by reason (nonzero only)
+    verified: int  # records whose answer passed verification
+    sft: int  # records in sft.jsonl (the verified ones, unless --sft-all)
+    teacher_s: float  # LM-call seconds of every record
+    verified_per_teacher_hour: float
+
+
+# why a record is not verified, by its verification status (a response overlapping a benchmark is "skipped" too)
+_NOT_VERIFIED = {"no_code": "no_code", "no_tests": "no_tests", "failed": "failed", "error": "error",
+                 "skipped": "verification_off"}  # fmt: skip
+
+
+def _yield_report(batch: InputBatch, dropped: int, records: Sequence[SynthesisRecord], sft: int) -> YieldReport:
+    skipped = Counter({"invalid_row": len(batch.invalid), "instruction_overlaps_benchmark": dropped})
+    for r in records:
+        if r.contaminated:
+            skipped["response_overlaps_benchmark"] += 1
+        elif not r.verified:
+            skipped[_NOT_VERIFIED[r.verification.status]] += 1
+    verified, teacher_s = sum(r.verified for r in records), sum(r.timings.teacher_s for r in records)
+    per_hour = round(3600 * verified / teacher_s, 1) if teacher_s else 0.0
+    return YieldReport(read=batch.rows, skipped={k: n for k, n in skipped.items() if n}, verified=verified, sft=sft,
+                       teacher_s=round(teacher_s, 1), verified_per_teacher_hour=per_hour)  # fmt: skip
 
 
 class RunSummary(BaseModel):
@@ -1360,6 +1588,7 @@ class RunSummary(BaseModel):
     tokens_per_s: float  # this run, over synthesis_s
     dataset_rows: int
     sft_records: int
+    yield_report: YieldReport
     repaired_bytes: int = 0  # a torn last line dropped on resume
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
@@ -1423,8 +1652,19 @@ def _summarize(
         tokens_per_s=round(tokens_made / loop_s, 1) if loop_s else 0.0,
         dataset_rows=exports["dataset"],
         sft_records=exports["sft"],
+        yield_report=_yield_report(batch, len(dropped), records, exports["sft"]),
         repaired_bytes=repaired,
     )
+
+
+def _yield_rows(report: YieldReport) -> list[tuple[str, str]]:
+    skipped = sum(report.skipped.values())
+    reasons = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in report.skipped.items())
+    flow = (f"{report.read} read → {skipped} skipped{f' ({reasons})' if reasons else ''} → [bold]{report.verified}"
+            f" verified[/] → {report.sft} SFT")  # fmt: skip
+    rate = (f"{report.verified_per_teacher_hour:.1f} verified records per teacher-hour "
+            f"({report.teacher_s:.0f}s of LM calls)")  # fmt: skip
+    return [("yield", flow), ("teacher time", rate)]
 
 
 def summary_table(summary: RunSummary) -> Table:
@@ -1446,6 +1686,7 @@ def summary_table(summary: RunSummary) -> Table:
         ("throughput", f"{summary.records_per_min:.1f} records/min, {summary.tokens_per_s:.0f} tokens/s "
                        f"({summary.synthesis_s:.1f}s synthesizing, {summary.wall_s:.1f}s in all)"),
         ("exports", f"{summary.dataset_rows} dataset rows, {summary.sft_records} SFT records"),
+        *_yield_rows(summary.yield_report),
     ]  # fmt: skip
     for name, value in rows:
         table.add_row(name, value)

@@ -15,9 +15,11 @@ from amr_dspy.agreement import (
     Group,
     Selection,
     choose,
+    contradicted,
     distinct_tests,
     exits_early,
     group_candidates,
+    observed,
     outcome_key,
     probe,
 )
@@ -133,6 +135,41 @@ def test_the_early_exit(runs: list[CandidateRun], fires: bool) -> None:
 def test_no_samples_needed_exits_on_a_direct_answer_passing_everything() -> None:
     assert exits_early([run("direct", ["pass"])], needed=0)
     assert not exits_early([run("direct", [A])], needed=0)
+
+
+# --------------------------------------------------------------------------------------------
+# the teacher tests a leading group contradicts (verification by agreement)
+
+
+def leading(runs: list[CandidateRun]) -> Group:
+    chosen, groups, _ = choose(runs)
+    return next(g for g in groups if chosen.name in g.members)
+
+
+def test_two_different_programs_agreeing_contradict_the_tests_they_fail_alike() -> None:
+    keys = ["pass", A, "error ValueError", "timeout", "fail", "not run"]
+    runs = [run("direct", keys, ["pass"], code="x = 1\n"), run("evolved", keys, ["pass"], code="x = 2\n"),
+            run("sample_1", ["pass"] * 6, [B], code="x = 3\n")]  # fmt: skip
+    group = leading(runs)
+    assert group.members == ["direct", "evolved"]  # sample_1 passes everything but fails the example
+    assert contradicted(group, runs) == [1, 2]  # a value or an exception; a timeout or a bare failure tells nothing
+
+
+def test_one_program_copies_of_it_or_a_group_failing_an_example_contradict_nothing() -> None:
+    alone = [run("direct", ["pass", A], code="x = 1\n")]
+    copies = [run("direct", ["pass", A], code="x = 1\n"), run("evolved", ["pass", A], code="# same\nx = 1\n")]
+    wrong = [run("direct", ["pass", A], [B], code="x = 1\n"), run("evolved", ["pass", A], [B], code="x = 2\n")]
+    for runs in (alone, copies, wrong):
+        assert contradicted(leading(runs), runs) == []
+    loading = [run("direct", ["load error SyntaxError"], code="x = (\n"), run("evolved", ["load error SyntaxError"],
+                                                                            code="x = [\n")]  # fmt: skip
+    assert contradicted(leading(loading), loading) == []
+
+
+def test_observed_values_read_without_their_digest() -> None:
+    assert observed("got 0123456789ab [1, 2]") == "returned [1, 2]"
+    assert observed("error ValueError") == "raised ValueError"
+    assert observed("timeout") == "timeout"
 
 
 # --------------------------------------------------------------------------------------------

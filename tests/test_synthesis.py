@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dspy
 import pytest
+from rich.console import Console
 
 from amr_dspy.errors import ArtifactError, ConfigError, DataError, TeacherUnavailableError
 from amr_dspy.extract import extract_code
@@ -29,6 +30,7 @@ from amr_dspy.synthesis import (
     read_inputs,
     read_records,
     run_synthesis,
+    summary_table,
     synthesize_record,
 )
 from tests.fake_openai_server import LEAKED_CODE, FakeOpenAI
@@ -380,10 +382,11 @@ def test_a_tie_on_the_records_tests_goes_to_the_direct_answer(sandbox: Sandbox) 
                  "    return Counter(text.split()).most_common()\n")  # fmt: skip
     tie = synthesize_scripted(sandbox, WORDS, Evolved(WORDS_DIRECT, rewritten), WORDS_TESTS)
     assert tie.kept == "direct" and tie.response == fenced(WORDS_DIRECT) and tie.verified
-    assert "tie: direct kept (record's unit tests: direct 2/2, evolved 2/2)" in tie.notes
+    assert "tie: direct kept (both in the leading group; record's tests: direct 2/2, evolved 2/2)" in tie.notes
     better = synthesize_scripted(sandbox, WORDS, Evolved(WORDS_BUGGY, rewritten), WORDS_TESTS)
     assert better.kept == "evolved" and better.response == fenced(rewritten) and better.verified
-    assert "kept evolved: it passed more of the record's unit tests (direct 1/2, evolved 2/2)" in better.notes
+    assert ("kept evolved: it is in the leading group, the direct response is not (record's tests: direct 1/2, "
+            "evolved 2/2)") in better.notes  # fmt: skip
 
 
 def test_what_the_entry_point_never_reaches_is_pruned_from_the_kept_answer(sandbox: Sandbox) -> None:
@@ -401,9 +404,112 @@ def test_an_answer_that_pruning_breaks_loses_to_the_direct_answer(sandbox: Sandb
                "                  key=lambda kv: (-kv[1], text.split().index(kv[0])))\n\n\n"
                "def word_frequencies(text):\n    return globals()['_count'](text)\n")  # fmt: skip
     record = synthesize_scripted(sandbox, WORDS, Evolved(WORDS_BUGGY, dynamic), WORDS_TESTS)
-    assert "kept evolved: it passed more of the record's unit tests (direct 1/2, evolved 2/2)" in record.notes
+    assert ("kept evolved: it is in the leading group, the direct response is not (record's tests: direct 1/2, "
+            "evolved 2/2)") in record.notes  # fmt: skip
     assert "kept direct: pruning the evolved response broke it" in record.notes
     assert record.kept == "direct" and record.response == fenced(WORDS_BUGGY) and not record.verified
+
+
+# Verification by agreement (issue 17). The teacher's assert below is wrong: (1, 3) and (4, 5) do not overlap.
+MERGE = "Write `merge_intervals(intervals)` merging overlapping closed intervals, sorted by start."
+MERGE_DIRECT = ("def merge_intervals(intervals):\n    merged = []\n    for start, end in sorted(intervals):\n"
+                "        if merged and start <= merged[-1][1]:\n"
+                "            merged[-1] = (merged[-1][0], max(merged[-1][1], end))\n        else:\n"
+                "            merged.append((start, end))\n    return merged\n")  # fmt: skip
+MERGE_EVOLVED = ("def merge_intervals(intervals):\n    result = []\n    for interval in sorted(intervals):\n"
+                 "        if not result or interval[0] > result[-1][1]:\n            result.append(tuple(interval))\n"
+                 "        else:\n            result[-1] = (result[-1][0], max(result[-1][1], interval[1]))\n"
+                 "    return result\n")  # fmt: skip
+MERGE_ONE_SPAN = ("def merge_intervals(intervals):\n    if not intervals:\n        return []\n"
+                  "    return [(min(s for s, _ in intervals), max(e for _, e in intervals))]\n")  # fmt: skip
+WRONG_ASSERT = "assert merge_intervals([(1, 3), (4, 5)]) == [(1, 5)]"
+MERGE_TESTS = ["assert merge_intervals([(1, 4), (2, 5)]) == [(1, 5)]", WRONG_ASSERT, "assert merge_intervals([]) == []"]
+BOTH_RETURN = "returned list[tuple[1, 3], tuple[4, 5]]"
+
+
+def test_a_wrong_teacher_test_both_agreeing_candidates_contradict_is_discarded(sandbox: Sandbox) -> None:
+    record = synthesize_scripted(sandbox, MERGE, Evolved(MERGE_DIRECT, MERGE_EVOLVED), MERGE_TESTS)
+    v = record.verification
+    assert record.verified and record.kept == "direct"  # both lead; a tie goes to the direct answer
+    assert (v.method, v.n_tests, v.n_passed, v.n_examples, v.n_discarded) == ("agreement", 2, 2, 0, 1)
+    assert (f"discarded 1 teacher test(s) contradicted by the leading group: {WRONG_ASSERT} ({BOTH_RETURN})"
+            in record.notes)  # fmt: skip
+    evidence = v.evidence
+    assert evidence is not None and evidence.tests_from == "record" and evidence.answer == "direct"
+    assert evidence.leading == ["direct", "evolved"] and evidence.kept == [MERGE_TESTS[0], MERGE_TESTS[2]]
+    assert [(d.test, d.observed) for d in evidence.discarded] == [(WRONG_ASSERT, BOTH_RETURN)]
+    runs = evidence.pool.candidates
+    assert [r.name for r in runs] == ["direct", "evolved"] and runs[0].tests == runs[1].tests
+    assert runs[0].tests[0] == runs[0].tests[2] == "pass"
+    assert runs[0].tests[1].startswith("got ") and runs[0].tests[1].endswith(" list[tuple[1, 3], tuple[4, 5]]")
+    assert [(g.members, g.score) for g in evidence.pool.groups] == [(["direct", "evolved"], 4)]  # 2 members x 2 tests
+    line = json.loads(record.model_dump_json())["verification"]["evidence"]
+    assert line["discarded"] == [{"test": WRONG_ASSERT, "observed": BOTH_RETURN}]  # in records.jsonl for an audit
+
+
+@pytest.mark.parametrize("evolved", [MERGE_DIRECT, "# the same code, reworded\n" + MERGE_DIRECT])
+def test_one_program_is_no_agreement_and_every_teacher_test_counts(sandbox: Sandbox, evolved: str) -> None:
+    record = synthesize_scripted(sandbox, MERGE, Evolved(MERGE_DIRECT, evolved), MERGE_TESTS)
+    v = record.verification
+    assert not record.verified and v.status == "failed" and v.failed_test == "unit_2"
+    assert (v.n_tests, v.n_passed, v.n_discarded) == (3, 2, 0) and not any("discarded" in n for n in record.notes)
+
+
+def test_an_example_of_the_instruction_failing_rejects_whatever_the_candidates_agree(sandbox: Sandbox) -> None:
+    adjacent = (f"{MERGE} Adjacent integer intervals merge too.\n"
+                "Example: assert merge_intervals([(1, 2), (3, 4)]) == [(1, 4)]")  # fmt: skip
+    record = synthesize_scripted(sandbox, adjacent, Evolved(MERGE_DIRECT, MERGE_EVOLVED), MERGE_TESTS)
+    v = record.verification
+    assert not record.verified and v.failed_test == "example_1"
+    assert (v.n_tests, v.n_passed, v.n_examples, v.n_discarded) == (4, 2, 1, 0)  # a group failing an example is wrong
+    assert v.evidence is not None and v.evidence.leading == ["direct", "evolved"] and v.evidence.discarded == []
+
+
+def test_the_instructions_examples_verify_when_the_teacher_writes_no_test(sandbox: Sandbox) -> None:
+    stated = f"{MERGE}\nExample: assert merge_intervals([(1, 3), (2, 4)]) == [(1, 4)]"
+    record = synthesize_scripted(sandbox, stated, Evolved(MERGE_DIRECT, MERGE_DIRECT), ["print(1)"])
+    v = record.verification
+    assert record.verified and (v.n_tests, v.n_examples) == (1, 1)
+    assert "the teacher wrote no valid assert statement; judged on the instruction's 1 example(s) only" in record.notes
+
+
+class Selected(dspy.Module):
+    """A stand-in -select program: its final answer and the pool it chose from (the teacher's tests included)."""
+
+    def __init__(self, final: str, kept: str | None) -> None:
+        from amr_dspy.agreement import CandidateRun, Selection
+
+        super().__init__()
+        self.final, self.kept = fenced(final), kept
+        pool = [("direct", "direct", MERGE_ONE_SPAN), ("sample_1", "sample", MERGE_DIRECT),
+                ("sample_2", "sample", MERGE_EVOLVED)]  # fmt: skip
+        self.selection = Selection(chosen="sample_1", kind="sample", reason="scripted", tests=MERGE_TESTS,
+                                   candidates=[CandidateRun(name=n, kind=k, code=c) for n, k, c in pool])  # fmt: skip
+
+    def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
+        return dspy.Prediction(response=self.final, code=extract_code(self.final, entry_point),
+                               direct_response=fenced(MERGE_ONE_SPAN), kept=self.kept, selection=self.selection,
+                               notes=[], modules=[], retrieved=[])  # fmt: skip
+
+
+def test_a_sampled_pool_outvotes_a_wrong_answer_that_passes_the_wrong_test(sandbox: Sandbox) -> None:
+    from dspy.utils import DummyLM
+
+    # direct passes all three tests (score 1 x 3); the two samples agree and pass two (2 x 2): they lead, and the
+    # wrong assert, which they contradict, goes. The selection's tests are reused: no teacher call.
+    with dspy.context(lm=DummyLM([]), adapter=dspy.ChatAdapter()):
+        wrong = synthesize_record(item(MERGE), Selected(MERGE_ONE_SPAN, None), None, settings=settings(grow=False),
+                                  executor=sandbox).record  # fmt: skip
+        right = synthesize_record(item(MERGE), Selected(MERGE_DIRECT, "sample"), None, settings=settings(grow=False),
+                                  executor=sandbox).record  # fmt: skip
+    v = wrong.verification
+    assert not wrong.verified and v.message == "the answer is not in the leading agreement group (sample_1, sample_2)"
+    assert v.n_passed == v.n_tests == 2 and v.n_discarded == 1  # it passes what is left, but the pool disagrees
+    assert v.evidence is not None and v.evidence.tests_from == "selection" and v.evidence.answer == "direct"
+    assert right.verified and right.kept == "sample" and right.response == fenced(MERGE_DIRECT)
+    assert ("kept sample: it is in the leading group, the direct response is not (record's tests: direct 3/3, "
+            "sample 2/3)") in right.notes  # fmt: skip
+    assert right.verification.evidence.answer == "sample_1" and right.usage.lm_calls == 0
 
 
 def test_old_records_without_the_new_fields_still_load() -> None:
@@ -499,6 +605,18 @@ def test_a_run_writes_records_exports_library_and_summary_and_resumes(
     assert summary.verification == {"passed": 2, "failed": 1, "skipped": 1} and summary.pass_rate == 0.5
     assert summary.lm_calls == sum(r.usage.lm_calls for r in records) > 0 and summary.prompt_tokens > 0
     assert json.loads((out / "summary.json").read_text())["records"] == 4
+    report = summary.yield_report  # 6 rows: 1 invalid, 1 instruction and 1 response overlapping a benchmark, 1 failing
+    assert (report.read, report.verified, report.sft) == (6, 2, 2)
+    assert report.skipped == {"invalid_row": 1, "instruction_overlaps_benchmark": 1, "response_overlaps_benchmark": 1,
+                              "failed": 1}  # fmt: skip
+    assert report.teacher_s == round(sum(r.timings.teacher_s for r in records), 1) > 0
+    assert report.verified_per_teacher_hour == pytest.approx(3600 * 2 / report.teacher_s, rel=0.01)
+    assert json.loads((out / "summary.json").read_text())["yield_report"] == report.model_dump(mode="json")
+    console = Console(record=True, width=250)
+    console.print(summary_table(summary))
+    table = console.export_text()
+    assert "6 read → 4 skipped (1 invalid row, 1 instruction overlaps benchmark, " in table
+    assert "→ 2 verified → 2 SFT" in table and "verified records per teacher-hour" in table
 
     added = [i for r in records for i in r.growth.added]
     assert summary.library_start == 1 and summary.library_end == 1 + len(added) and len(added) >= 2
@@ -509,6 +627,8 @@ def test_a_run_writes_records_exports_library_and_summary_and_resumes(
     assert sorted(dataset["id"]) == ["alpaca/0", "alpaca/1", "alpaca/2"]  # the contaminated record is left out
     assert dataset[dataset["id"].index("alpaca/0")]["modules"][0]["name"] == "add_pair"
     assert dataset[dataset["id"].index("alpaca/0")]["entry_point"] == "add_pair"
+    assert dataset[dataset["id"].index("alpaca/0")]["verification_method"] == "agreement"
+    assert json.loads(dataset[dataset["id"].index("alpaca/0")]["verification_evidence"])["leading"] == ["direct"]
     sft = [json.loads(line) for line in (out / "sft.jsonl").read_text().splitlines()]
     assert sorted(s["id"] for s in sft) == ["alpaca/0", "alpaca/1"]
     assert [m["role"] for m in sft[0]["messages"]] == ["user", "assistant"]
@@ -524,6 +644,7 @@ def test_a_run_writes_records_exports_library_and_summary_and_resumes(
         resumed = execute(again, prepare(again), teacher="fake")
     assert resumed.processed == 0 and resumed.resumed == 4 and len(fake.requests) == served
     assert len(read_records(out / "records.jsonl")) == 4 and resumed.sft_records == 3
+    assert (resumed.yield_report.verified, resumed.yield_report.sft) == (2, 3)  # --sft-all: the failing one too
 
 
 def test_benchmark_named_inputs_may_not_grow_the_library(tmp_path: Path) -> None:

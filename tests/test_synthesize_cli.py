@@ -131,6 +131,9 @@ def test_kill_9_at_any_point_then_resume_loses_in_flight_items_only(slow_fake: F
     summary = json.loads((out / "summary.json").read_text())
     assert summary["records"] == 8 and summary["resumed"] == len(second) and summary["invalid"] == 1
     assert summary["repaired_bytes"] == 0  # the torn line was cut by the second run, before this one
+    yields = summary["yield_report"]
+    assert yields["read"] == 9 and yields["skipped"] == {"invalid_row": 1}
+    assert yields["verified"] == yields["sft"] == 8 and "verified → 8 SFT" in result.stdout
     library = Library.open(out / "library")
     held = {r.id for r in library.records}
     assert {i for r in final for i in r.growth.added} <= held
