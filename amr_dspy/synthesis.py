@@ -1519,15 +1519,17 @@ class YieldReport(BaseModel):
     """Where the input rows went, read → skipped (by reason) → verified → SFT, and what a teacher-hour yields.
 
     Every row read is skipped or verified once the run is complete (a row is an invalid row, an instruction dropped
-    by decontamination, or a record). Teacher time is the seconds records spent waiting on LM calls, summed: under
-    ``--concurrency`` calls overlap, so it exceeds the wall time.
+    by decontamination, or a record). A teacher-hour is an hour of this run's synthesis loop, the teacher's whole
+    time with concurrent calls overlapping in it (it is ~99% of the loop); the rate counts the records this run made,
+    so a resumed run is not credited with earlier sessions' records.
     """
 
     read: int  # input rows read
     skipped: dict[str, int] = Field(default_factory=dict)  # rows without a verified record, by reason (nonzero only)
     verified: int  # records whose answer passed verification
     sft: int  # records in sft.jsonl (the verified ones, unless --sft-all)
-    teacher_s: float  # LM-call seconds of every record
+    teacher_s: float  # this run's synthesis loop, wall time
+    verified_this_run: int  # verified records this run made
     verified_per_teacher_hour: float
 
 
@@ -1536,17 +1538,19 @@ _NOT_VERIFIED = {"no_code": "no_code", "no_tests": "no_tests", "failed": "failed
                  "skipped": "verification_off"}  # fmt: skip
 
 
-def _yield_report(batch: InputBatch, dropped: int, records: Sequence[SynthesisRecord], sft: int) -> YieldReport:
+def _yield_report(batch: InputBatch, dropped: int, records: Sequence[SynthesisRecord], made: Sequence[SynthesisRecord],
+                  sft: int, loop_s: float) -> YieldReport:  # fmt: skip
     skipped = Counter({"invalid_row": len(batch.invalid), "instruction_overlaps_benchmark": dropped})
     for r in records:
         if r.contaminated:
             skipped["response_overlaps_benchmark"] += 1
         elif not r.verified:
             skipped[_NOT_VERIFIED[r.verification.status]] += 1
-    verified, teacher_s = sum(r.verified for r in records), sum(r.timings.teacher_s for r in records)
-    per_hour = round(3600 * verified / teacher_s, 1) if teacher_s else 0.0
+    verified, verified_now = sum(r.verified for r in records), sum(r.verified for r in made)
+    per_hour = round(3600 * verified_now / loop_s, 1) if loop_s else 0.0
     return YieldReport(read=batch.rows, skipped={k: n for k, n in skipped.items() if n}, verified=verified, sft=sft,
-                       teacher_s=round(teacher_s, 1), verified_per_teacher_hour=per_hour)  # fmt: skip
+                       teacher_s=round(loop_s, 1), verified_this_run=verified_now,
+                       verified_per_teacher_hour=per_hour)  # fmt: skip
 
 
 class RunSummary(BaseModel):
@@ -1652,7 +1656,7 @@ def _summarize(
         tokens_per_s=round(tokens_made / loop_s, 1) if loop_s else 0.0,
         dataset_rows=exports["dataset"],
         sft_records=exports["sft"],
-        yield_report=_yield_report(batch, len(dropped), records, exports["sft"]),
+        yield_report=_yield_report(batch, len(dropped), records, made, exports["sft"], loop_s),
         repaired_bytes=repaired,
     )
 
@@ -1663,7 +1667,7 @@ def _yield_rows(report: YieldReport) -> list[tuple[str, str]]:
     flow = (f"{report.read} read → {skipped} skipped{f' ({reasons})' if reasons else ''} → [bold]{report.verified}"
             f" verified[/] → {report.sft} SFT")  # fmt: skip
     rate = (f"{report.verified_per_teacher_hour:.1f} verified records per teacher-hour "
-            f"({report.teacher_s:.0f}s of LM calls)")  # fmt: skip
+            f"({report.verified_this_run} in this run's {report.teacher_s:.0f}s)")  # fmt: skip
     return [("yield", flow), ("teacher time", rate)]
 
 
