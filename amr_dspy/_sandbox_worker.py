@@ -155,9 +155,9 @@ def _expose_interpreter(extra: str) -> str:
     blocked: dict[str, list[str]] = {}
     for path in paths:
         blocker = _first_unsearchable(path)
-        if blocker is not None and blocker != path:
-            if not any(path.startswith(top + "/") for top in blocked.get(blocker, [])):
-                blocked.setdefault(blocker, []).append(path)
+        if (blocker is not None and blocker != path
+                and not any(path.startswith(top + "/") for top in blocked.get(blocker, []))):
+            blocked.setdefault(blocker, []).append(path)
     if not blocked:
         return "not needed"
     try:
@@ -440,6 +440,7 @@ def _check(dataset: str | None, entry_point: str, inp: list, out: Any, exp: Any,
     ``atol_box`` holds the task's atol: evalplus raises a zero atol to 1e-6 once it meets a float
     expectation and keeps it for the later inputs of the same run, so the box carries it on.
     """
+    import numpy as np
     from evalplus.eval import (
         MBPP_OUTPUT_NOT_NONE_TASKS,
         MBPP_OUTPUT_SET_EQ_TASKS,
@@ -448,24 +449,23 @@ def _check(dataset: str | None, entry_point: str, inp: list, out: Any, exp: Any,
         _surface_Area,
         is_floats,
     )
-    import numpy as np
 
     atol = atol_box[0]
     exact_match = out == exp
     if dataset == "mbpp":
-        if "are_equivalent" == entry_point:  # Mbpp/164
+        if entry_point == "are_equivalent":  # Mbpp/164
             exact_match = exact_match or True
-        elif "sum_div" == entry_point:  # Mbpp/295
+        elif entry_point == "sum_div":  # Mbpp/295
             exact_match = exact_match or out == 0
-        elif "surface_Area" == entry_point:  # Mbpp/581
+        elif entry_point == "surface_Area":  # Mbpp/581
             exact_match = exact_match or abs(out - _surface_Area(*inp)) <= atol
-        elif "digit_distance_nums" == entry_point:  # Mbpp/558
+        elif entry_point == "digit_distance_nums":  # Mbpp/558
             exact_match = exact_match or out == _digit_distance_nums(*inp)
         elif entry_point in MBPP_OUTPUT_SET_EQ_TASKS:
             exact_match = set(out) == set(exp)
         elif entry_point in MBPP_OUTPUT_NOT_NONE_TASKS:
             exact_match = out == exp if isinstance(out, bool) else exp == (out is not None)
-    if dataset == "humaneval" and "find_zero" == entry_point:  # HumanEval/32
+    if dataset == "humaneval" and entry_point == "find_zero":  # HumanEval/32
         residual = abs(_poly(*inp, out))
         if not residual <= atol:
             raise _Mismatch(f"|poly(xs, {_safe_repr(out)})| = {residual!r} exceeds atol {atol!r}")

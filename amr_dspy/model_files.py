@@ -86,7 +86,9 @@ def _part_paths(model: EmbeddedModel) -> list[Path]:
                 f"model part package {package} is missing or broken ({exc}); {_reinstall_hint(model, package)}"
             ) from None
         if not path.is_file():
-            raise ModelAssemblyError(f"model part file {path} of {package} is missing; {_reinstall_hint(model, package)}")
+            raise ModelAssemblyError(
+                f"model part file {path} of {package} is missing; {_reinstall_hint(model, package)}"
+            )
         paths.append(path)
     return paths
 

@@ -290,7 +290,9 @@ def write_unit_tests(predict: dspy.Module, *, instruction: str, code: str) -> li
     return parse_unit_tests([str(t) for t in written])
 
 
-def _run_tests(executor: Executor, code: str | None, tests: list[AssertTest], entry_point: str | None) -> ExecutionResult:
+def _run_tests(
+    executor: Executor, code: str | None, tests: list[AssertTest], entry_point: str | None
+) -> ExecutionResult:
     if code is None:
         return ExecutionResult()
     return executor.run(ExecutionRequest(code=code, entry_point=entry_point, tests=tests, fail_fast=False))

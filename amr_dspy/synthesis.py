@@ -21,8 +21,8 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
-import re
 import os
+import re
 import shutil
 import threading
 import time
@@ -1294,7 +1294,6 @@ def write_exports(out: Path, records: Sequence[SynthesisRecord], *, sft_all: boo
     The SFT file holds verified records only unless ``sft_all`` (then every record with a response).
     """
     import datasets
-
     from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     clean = [r for r in records if not r.contaminated]

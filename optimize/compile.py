@@ -483,7 +483,8 @@ def _run_gepa(recipe: GepaRecipe, run: _Run) -> dspy.Module:
         reflection_lm=lm.copy(**updates) if updates else lm,
         instruction_proposer=InstructionProposer(
             max_chars=recipe.max_instruction_chars,
-            adapter=dspy.JSONAdapter() if recipe.reflection_adapter == "json" else dspy.ChatAdapter(use_json_adapter_fallback=False),
+            adapter=(dspy.JSONAdapter() if recipe.reflection_adapter == "json"
+                     else dspy.ChatAdapter(use_json_adapter_fallback=False)),
         ),
         skip_perfect_score=recipe.skip_perfect_score,
         add_format_failure_as_feedback=recipe.add_format_failure_as_feedback,

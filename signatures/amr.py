@@ -24,7 +24,9 @@ class ModuleSpec(BaseModel):
 
     name: str = Field(description="The function's name, a valid Python identifier.")
     signature: str = Field(description="The full def line with type hints, e.g. 'def mean(xs: list[float]) -> float:'.")
-    description: str = Field(description="What it does, its inputs, output and edge cases, precise enough to implement.")
+    description: str = Field(
+        description="What it does, its inputs, output and edge cases, precise enough to implement."
+    )
     calls: list[str] = Field(default_factory=list, description="Names of the other modules it calls.")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 from typing import Annotated
 
@@ -103,7 +102,9 @@ def bench_teacher_command(
         list[str] | None, typer.Option(help=f"Run only these commands (of: {', '.join(_DEFAULT_COMMANDS)}).")
     ] = None,
     benchmark: Annotated[str, typer.Option("--benchmark", "-b", help="Benchmark of the eval commands.")] = "mbpp+:dev",
-    out: Annotated[Path, typer.Option(file_okay=False, help="Report folder.")] = Path("artifacts/reports/bench-teacher"),
+    out: Annotated[Path, typer.Option(file_okay=False, help="Report folder.")] = Path(
+        "artifacts/reports/bench-teacher"
+    ),
     append: Annotated[
         bool, typer.Option("--append", help="Add to the report already in --out (a bench run in parts).")
     ] = False,

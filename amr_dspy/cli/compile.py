@@ -119,24 +119,28 @@ def compile_command(
     module_library, library_id = retrieval_library([variant], library, no_library)
 
     limits = execution_limits([*trainset, *devset])
-    with Sandbox(limits, workers=workers) as sandbox, ExecutionMetric(sandbox) as metric:
-        with teacher_session(spec) as lm, _ProgressDisplay() as show_event:
-            result = compile_program(
-                variant,
-                chosen,
-                trainset,
-                devset,
-                out,
-                metric=metric,
-                teacher=TeacherInfo.from_spec(spec, served_by(lm)),
-                train_spec=train if train_limit is None else f"{train} (first {train_limit})",
-                dev_spec=dev if dev_limit is None else f"{dev} (first {dev_limit})",
-                program_options={"library": module_library, "executor": sandbox, "guard": guard,
-                                 "samples": select_samples},  # fmt: skip
-                library=library_id,
-                fresh=fresh,
-                on_event=show_event,
-            )
+    with (
+        Sandbox(limits, workers=workers) as sandbox,
+        ExecutionMetric(sandbox) as metric,
+        teacher_session(spec) as lm,
+        _ProgressDisplay() as show_event,
+    ):
+        result = compile_program(
+            variant,
+            chosen,
+            trainset,
+            devset,
+            out,
+            metric=metric,
+            teacher=TeacherInfo.from_spec(spec, served_by(lm)),
+            train_spec=train if train_limit is None else f"{train} (first {train_limit})",
+            dev_spec=dev if dev_limit is None else f"{dev} (first {dev_limit})",
+            program_options={"library": module_library, "executor": sandbox, "guard": guard,
+                             "samples": select_samples},  # fmt: skip
+            library=library_id,
+            fresh=fresh,
+            on_event=show_event,
+        )
     _print_summary(result)
 
 

@@ -70,8 +70,8 @@ def eval_command(
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N tasks of the benchmark.")] = None,
     threads: Annotated[
         int,
-        typer.Option(min=1, help="Tasks run through the program in parallel (dspy.Evaluate "
-                     "threads); the local teacher takes as many calls at once as it has slots, by prompt prefix."),  # fmt: skip
+        typer.Option(min=1, help="Tasks run through the program in parallel (dspy.Evaluate threads); the local "
+                     "teacher takes as many calls at once as it has slots, by prompt prefix."),  # fmt: skip
     ] = 8,
     workers: Annotated[int, typer.Option(min=1, help="Sandbox worker processes executing solutions.")] = 2,
     out: Annotated[

@@ -118,7 +118,7 @@ def _signature(lines: list[str], fn: ast.FunctionDef | ast.AsyncFunctionDef) -> 
         )
     ]
     out: list[str] = []
-    for prev, tok in zip([None, *kept], kept):
+    for prev, tok in zip([None, *kept], kept, strict=False):
         if prev is not None and prev.end[0] == tok.start[0]:
             out.append(text_lines[tok.start[0] - 1][prev.end[1] : tok.start[1]])
         elif prev is not None and not (prev.string in _OPEN or tok.string in _CLOSE):
@@ -130,9 +130,9 @@ def _signature(lines: list[str], fn: ast.FunctionDef | ast.AsyncFunctionDef) -> 
 def _calls(fn: ast.AST, names: set[str]) -> list[str]:
     seen: list[str] = []
     for node in ast.walk(fn):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names:
-            if node.func.id not in seen:
-                seen.append(node.func.id)
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names
+                and node.func.id not in seen):
+            seen.append(node.func.id)
     return seen
 
 
