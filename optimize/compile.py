@@ -242,7 +242,7 @@ class _UsageMeter:
         lock = threading.Lock()
         self.metric_calls = 0
 
-        class SharedTracker(UsageTracker):
+        class SharedTracker(UsageTracker):  # type: ignore[misc]  # dspy ships no types
             # dspy deep-copies the tracker into each worker thread; sharing one keeps every thread's usage.
             def __deepcopy__(self, memo: dict[int, Any]) -> SharedTracker:
                 return self
@@ -251,7 +251,7 @@ class _UsageMeter:
                 with lock:
                     super().add_usage(lm, usage_entry)
 
-        class CallCounter(BaseCallback):
+        class CallCounter(BaseCallback):  # type: ignore[misc]  # dspy ships no types
             calls = 0
 
             def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:

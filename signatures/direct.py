@@ -6,7 +6,7 @@ from __future__ import annotations
 import dspy
 
 
-class DirectResponse(dspy.Signature):
+class DirectResponse(dspy.Signature):  # type: ignore[misc]  # dspy ships no types
     """You are an expert Python programmer. Answer the coding instruction with a correct, complete solution.
 
     Give exactly one fenced ```python code block that contains the whole solution: all imports, any helper
