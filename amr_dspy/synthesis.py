@@ -32,7 +32,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.table import Table
@@ -366,7 +366,7 @@ class _Meter:
 
         meter = self
 
-        class Callback(BaseCallback):
+        class Callback(BaseCallback):  # type: ignore[misc]  # dspy ships no types
             def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
                 meter.calls += 1
 
@@ -539,7 +539,8 @@ class _Trial:
 
     def run(self, answer: _Answer, tests: list[AssertTest] | None = None) -> _Tried:
         tests = self.tests if tests is None else tests
-        request = ExecutionRequest(code=answer.code or "", entry_point=self.entry_point, tests=tests, fail_fast=False)
+        request = ExecutionRequest(code=answer.code or "", entry_point=self.entry_point, tests=[*tests],
+                                   fail_fast=False)
         return _Tried(answer=answer, tests=tests, result=self.executor.run(request) if tests else None)
 
 
@@ -650,8 +651,8 @@ def _verify(program: Any, answer: _Answer, direct: _Answer | None, item: InputIt
 
 
 def _propose(
-    library: Library, prediction: Any, answer: _Answer, item: InputItem, tests: list, settings: SynthesisSettings,
-    executor: Executor, entry_point: str | None,
+    library: Library, prediction: Any, answer: _Answer, item: InputItem, tests: list[AssertTest],
+    settings: SynthesisSettings, executor: Executor, entry_point: str | None,
 ) -> tuple[Growth, list[ModuleRecord]]:  # fmt: skip
     import dspy
 
@@ -677,7 +678,7 @@ def _dropped(contamination: Verdict) -> RecordVerification:
     return RecordVerification(status="skipped", message=f"dropped: the response overlaps {contamination.benchmark_id}")
 
 
-def _leaks(contamination: Verdict | None) -> bool:
+def _leaks(contamination: Verdict | None) -> TypeGuard[Verdict]:
     return contamination is not None and contamination.contaminated
 
 
