@@ -287,7 +287,8 @@ def _variant_report(
 def _changes(run: EvalRun, label: str, baseline: EvalRun, baseline_label: str, order: list[str]) -> VariantChanges:
     mine = {t.task_id: t for t in run.results.tasks}
     theirs = {t.task_id: t for t in baseline.results.tasks}
-    fixed, broken = [], []
+    fixed: list[TaskChange] = []
+    broken: list[TaskChange] = []
     for task_id in order:
         if mine[task_id].plus_passed == theirs[task_id].plus_passed:
             continue

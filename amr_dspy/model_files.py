@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from pydantic import BaseModel
 
@@ -120,7 +121,7 @@ def _write_stamp(target: Path, sha256: str) -> None:
     os.replace(tmp, _stamp_path(target))
 
 
-def _concatenate(parts: list[Path], model: EmbeddedModel, out) -> str:
+def _concatenate(parts: list[Path], model: EmbeddedModel, out: BinaryIO) -> str:
     """Stream every part into ``out``; return the sha256. Size is checked part by part to name the culprit."""
     digest = hashlib.sha256()
     written = 0

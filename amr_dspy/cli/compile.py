@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Group
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
@@ -149,7 +149,7 @@ class _ProgressDisplay:
 
     def __init__(self) -> None:
         self._progress: Progress | None = None
-        self._bar: int | None = None
+        self._bar: TaskID | None = None
         self._passed = 0
         self._lock = threading.Lock()
 

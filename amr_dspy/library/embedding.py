@@ -172,11 +172,11 @@ def _load_minilm(device: str | None) -> Any:
 
     # A progress bar per load would litter every command's output; restore the user's setting after.
     bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
     try:
         return SentenceTransformer(str(path), device=device)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load the embedding model from {path}: {exc}".splitlines()[0]) from exc
     finally:
         if bars:
-            hf_logging.enable_progress_bar()
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
