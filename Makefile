@@ -1,4 +1,5 @@
-# The README's two commands: `make run` (set up, then the main job on the embedded teacher) and `make test`.
+# The README's two commands: `make run` (set up, then the main job on the embedded teacher) and `make test`
+# (ruff, mypy, then pytest).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -34,7 +35,10 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(VENV)/bin/amr-dspy synthesize --input sample --out runs/sample --resume
 
+# Lint and type-check first (configured in pyproject.toml), then the suite; any failure fails `make test`.
 test: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 # BigCodeBench's reference harness for `eval --crosscheck`, and its tasks' test-time libraries (the extra). The

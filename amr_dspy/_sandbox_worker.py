@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import io
 import json
 import os
 import pickle
@@ -35,7 +36,7 @@ import time
 import unittest
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 _HEADER = struct.Struct(">Q")
 _EVENT_FD = 3
@@ -155,9 +156,9 @@ def _expose_interpreter(extra: str) -> str:
     blocked: dict[str, list[str]] = {}
     for path in paths:
         blocker = _first_unsearchable(path)
-        if blocker is not None and blocker != path:
-            if not any(path.startswith(top + "/") for top in blocked.get(blocker, [])):
-                blocked.setdefault(blocker, []).append(path)
+        if (blocker is not None and blocker != path
+                and not any(path.startswith(top + "/") for top in blocked.get(blocker, []))):
+            blocked.setdefault(blocker, []).append(path)
     if not blocked:
         return "not needed"
     try:
@@ -294,16 +295,16 @@ def become_namespace_init() -> None:
 class ChildSpec:
     """What a forked child needs; built by the worker before the fork."""
 
-    request: dict
+    request: dict[str, Any]
     start: int  # the first test this child runs (later ones follow a child that died)
     carry: list[bool]  # evalplus's raised atol, per base/plus group, from the previous child
     workdir: str
-    limits: dict
+    limits: dict[str, Any]
     uid: int | None  # None: keep the worker's uid (not root)
     scratch: tuple[str, ...] = ()  # the worker's private scratch dirs (its own tmpfs, emptied after each request)
 
 
-def _process_limit(request: dict, limits: dict, uid: int | None) -> int:
+def _process_limit(request: dict[str, Any], limits: dict[str, Any], uid: int | None) -> int:
     """RLIMIT_NPROC for the child: itself plus the extra processes a unittest request may start.
 
     Only under the sandbox uid does the limit count this request's processes alone; a child that keeps the
@@ -373,7 +374,7 @@ def _own_loopback() -> None:
         pass  # the worker's namespace stays, with its loopback down
 
 
-def _emit(event: dict) -> None:
+def _emit(event: dict[str, Any]) -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -434,12 +435,13 @@ class _Mismatch(Exception):
     pass
 
 
-def _check(dataset: str | None, entry_point: str, inp: list, out: Any, exp: Any, atol_box: list[float]) -> None:
+def _check(dataset: str | None, entry_point: str, inp: list[Any], out: Any, exp: Any, atol_box: list[float]) -> None:
     """evalplus 0.3.1 ``unsafe_execute``'s comparison, step for step; raises on a mismatch.
 
     ``atol_box`` holds the task's atol: evalplus raises a zero atol to 1e-6 once it meets a float
     expectation and keeps it for the later inputs of the same run, so the box carries it on.
     """
+    import numpy as np
     from evalplus.eval import (
         MBPP_OUTPUT_NOT_NONE_TASKS,
         MBPP_OUTPUT_SET_EQ_TASKS,
@@ -448,24 +450,23 @@ def _check(dataset: str | None, entry_point: str, inp: list, out: Any, exp: Any,
         _surface_Area,
         is_floats,
     )
-    import numpy as np
 
     atol = atol_box[0]
     exact_match = out == exp
     if dataset == "mbpp":
-        if "are_equivalent" == entry_point:  # Mbpp/164
+        if entry_point == "are_equivalent":  # Mbpp/164
             exact_match = exact_match or True
-        elif "sum_div" == entry_point:  # Mbpp/295
+        elif entry_point == "sum_div":  # Mbpp/295
             exact_match = exact_match or out == 0
-        elif "surface_Area" == entry_point:  # Mbpp/581
+        elif entry_point == "surface_Area":  # Mbpp/581
             exact_match = exact_match or abs(out - _surface_Area(*inp)) <= atol
-        elif "digit_distance_nums" == entry_point:  # Mbpp/558
+        elif entry_point == "digit_distance_nums":  # Mbpp/558
             exact_match = exact_match or out == _digit_distance_nums(*inp)
         elif entry_point in MBPP_OUTPUT_SET_EQ_TASKS:
             exact_match = set(out) == set(exp)
         elif entry_point in MBPP_OUTPUT_NOT_NONE_TASKS:
             exact_match = out == exp if isinstance(out, bool) else exp == (out is not None)
-    if dataset == "humaneval" and "find_zero" == entry_point:  # HumanEval/32
+    if dataset == "humaneval" and entry_point == "find_zero":  # HumanEval/32
         residual = abs(_poly(*inp, out))
         if not residual <= atol:
             raise _Mismatch(f"|poly(xs, {_safe_repr(out)})| = {residual!r} exceeds atol {atol!r}")
@@ -483,7 +484,7 @@ def _check(dataset: str | None, entry_point: str, inp: list, out: Any, exp: Any,
         raise _Mismatch("")
 
 
-def _run_call(test: dict, fn: Any, request: dict, carry: list[bool]) -> tuple[str, str | None]:
+def _run_call(test: dict[str, Any], fn: Any, request: dict[str, Any], carry: list[bool]) -> tuple[str, str | None]:
     import copy
 
     from evalplus.eval.utils import TimeoutException, time_limit
@@ -511,7 +512,7 @@ def _run_call(test: dict, fn: Any, request: dict, carry: list[bool]) -> tuple[st
     return "passed", None
 
 
-def _run_assert(test: dict, namespace: dict) -> tuple[str, str | None]:
+def _run_assert(test: dict[str, Any], namespace: dict[str, Any]) -> tuple[str, str | None]:
     from evalplus.eval.utils import TimeoutException, time_limit
 
     filename = "<test>"
@@ -540,11 +541,11 @@ def _run_assert(test: dict, namespace: dict) -> tuple[str, str | None]:
 Outcome = tuple[str, str | None, str | None]  # status, message, the missing library of a "skipped"
 
 
-def _exec_solution(request: dict, exec_limit: float) -> tuple[dict | None, Outcome | None]:
+def _exec_solution(request: dict[str, Any], exec_limit: float) -> tuple[dict[str, Any] | None, Outcome | None]:
     from evalplus.eval.utils import TimeoutException, time_limit
 
     # as evalplus: a bare globals dict, so __name__ is not "__main__"; a unittest request gets BigCodeBench's module
-    namespace: dict = _module_namespace(request["module"]) if request.get("module") else {}
+    namespace: dict[str, Any] = _module_namespace(request["module"]) if request.get("module") else {}
     try:
         code = compile(request["code"], "<solution>", "exec")
         with time_limit(exec_limit):
@@ -564,7 +565,7 @@ def _exec_solution(request: dict, exec_limit: float) -> tuple[dict | None, Outco
     return namespace, None
 
 
-def _module_namespace(name: str) -> dict:
+def _module_namespace(name: str) -> dict[str, Any]:
     """A registered module's globals, as BigCodeBench runs solution and tests (``sys``, ``os`` predefined)."""
     import builtins
     import types
@@ -576,7 +577,7 @@ def _module_namespace(name: str) -> dict:
     return module.__dict__
 
 
-def _missing_library(exc: BaseException, request: dict) -> str | None:
+def _missing_library(exc: BaseException, request: dict[str, Any]) -> str | None:
     """The library a ModuleNotFoundError names, when the task may lack it (the worker checks it is absent)."""
     if not isinstance(exc, ModuleNotFoundError) or not isinstance(exc.name, str):
         return None
@@ -622,7 +623,7 @@ def _describe_in(exc: BaseException, sources: dict[str, str]) -> str:
     return _clip(f"{text} ({label} line {where[1]}: {code_line})" if code_line else f"{text} ({label} line {where[1]})")
 
 
-def _unit_error(exc: BaseException, request: dict, sources: dict[str, str], limit_s: float) -> Outcome:
+def _unit_error(exc: BaseException, request: dict[str, Any], sources: dict[str, str], limit_s: float) -> Outcome:
     if isinstance(exc, _SuiteTimeout):
         return "timeout", f"exceeded the time limit of {limit_s:g}s", None
     if isinstance(exc, MemoryError):
@@ -638,7 +639,7 @@ class _MethodResult(unittest.TestResult):
     of its own. A method's first failure wins (its subtests'); a skip by the test itself counts as a pass, as in
     BigCodeBench, whose verdict is "no failures and no errors"."""
 
-    def __init__(self, index: int, request: dict, sources: dict[str, str], limit_s: float) -> None:
+    def __init__(self, index: int, request: dict[str, Any], sources: dict[str, str], limit_s: float) -> None:
         super().__init__()
         self.index, self.request, self.sources, self.limit_s = index, request, sources, limit_s
         self.current: Outcome | None = None
@@ -690,7 +691,9 @@ class _MethodResult(unittest.TestResult):
         pass
 
 
-def _load_suite(test: dict, namespace: dict, request: dict, sources: dict[str, str]) -> tuple[Any, Outcome | None]:
+def _load_suite(
+    test: dict[str, Any], namespace: dict[str, Any], request: dict[str, Any], sources: dict[str, str]
+) -> tuple[Any, Outcome | None]:
     """The test methods of the module's test class, or the outcome that stopped the module from loading."""
     try:
         code = compile(test["source"], "<test>", "exec")
@@ -710,7 +713,7 @@ def _load_suite(test: dict, namespace: dict, request: dict, sources: dict[str, s
     return unittest.TestLoader().loadTestsFromTestCase(cls), None
 
 
-def _run_unittest(test: dict, namespace: dict, index: int, request: dict) -> Outcome:
+def _run_unittest(test: dict[str, Any], namespace: dict[str, Any], index: int, request: dict[str, Any]) -> Outcome:
     """Load the test module into the solution's namespace and run its methods, reporting each as it ends.
 
     Returns the module's own outcome: passed when the suite ran to its end (however its methods fared).
@@ -784,6 +787,7 @@ def _child_main(spec: ChildSpec, worker_pid: int) -> None:
     if fatal is not None:
         _emit({"e": "fatal", "status": fatal[0], "message": fatal[1], "missing": fatal[2]})
         return
+    assert namespace is not None  # _exec_solution returns a namespace or a fatal outcome
     _emit({"e": "ready"})
     fn = namespace.get(request["entry_point"]) if request["entry_point"] else None
     carry = list(spec.carry)
@@ -823,7 +827,7 @@ class _Capture:
         return text + f"\n[... {self.dropped} more bytes truncated]" if self.dropped else text
 
 
-Entry = tuple[str, str | None, str | None, list | None]  # an outcome and, for a unittest module, its methods
+Entry = tuple[str, str | None, str | None, list[Any] | None]  # an outcome and, for a unittest module, its methods
 
 
 @dataclass
@@ -835,7 +839,7 @@ class _UnitState:
     fixtures: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
     running: str | None = None
 
-    def apply(self, kind: str, event: dict, request: dict) -> bool:
+    def apply(self, kind: str, event: dict[str, Any], request: dict[str, Any]) -> bool:
         if kind == "methods":
             names = event["names"]
             ok = (self.names is None and isinstance(names, list) and len(names) <= _MAX_METHODS
@@ -860,7 +864,7 @@ class _UnitState:
             return len(self.fixtures) <= _MAX_FIXTURE_ERRORS
         return False
 
-    def entries(self, module: tuple[str, str | None, str | None]) -> list | None:
+    def entries(self, module: tuple[str, str | None, str | None]) -> list[Any] | None:
         """Per method (name, status, message, missing), given how the module ended; None: no method was known.
 
         The method the process ended in takes the module's ending; one that never ran is skipped.
@@ -868,7 +872,7 @@ class _UnitState:
         if self.names is None:
             return None
         after = "not run" if module[0] == "passed" else f"not run: {module[1] or module[0]}"
-        rows: list = []
+        rows: list[Any] = []
         for name in self.names:
             if name in self.results:
                 rows.append((name, *self.results[name]))
@@ -883,7 +887,7 @@ class _UnitState:
 class _ChildRun:
     """The worker's view of one forked child: the events it sent and how it ended."""
 
-    def __init__(self, request: dict, start: int) -> None:
+    def __init__(self, request: dict[str, Any], start: int) -> None:
         self.request, self.expected = request, start
         self.outcomes: dict[int, Entry] = {}
         self.carry: list[bool] | None = None
@@ -900,9 +904,11 @@ class _ChildRun:
     def deadline(self) -> float:
         """When the child's next phase event is due (a unittest module's limit covers all its methods)."""
         if not self.ready:
-            return self.phase_started + self.request["exec_limit_s"] + _GRACE_S
+            exec_limit_s: float = self.request["exec_limit_s"]
+            return self.phase_started + exec_limit_s + _GRACE_S
         if self.current is not None:
-            return self.phase_started + self.request["tests"][self.current]["time_limit_s"] + _GRACE_S
+            time_limit_s: float = self.request["tests"][self.current]["time_limit_s"]
+            return self.phase_started + time_limit_s + _GRACE_S
         return self.phase_started + _GRACE_S
 
     def feed(self, chunk: bytes) -> bool:
@@ -925,7 +931,7 @@ class _ChildRun:
         outcome = (*cause, None)
         return (*outcome, self.unit.entries(outcome) if self.unit is not None else None)
 
-    def _apply(self, event: dict) -> bool:
+    def _apply(self, event: dict[str, Any]) -> bool:
         kind = event["e"]
         if self.ended or self.fatal is not None:
             return False
@@ -956,7 +962,7 @@ class _ChildRun:
             return True
         return False
 
-    def _done(self, event: dict) -> bool:
+    def _done(self, event: dict[str, Any]) -> bool:
         outcome = _valid_outcome(event, self.request)
         carry = event.get("carry")
         if outcome is None or not (isinstance(carry, list) and len(carry) == 2):
@@ -969,7 +975,7 @@ class _ChildRun:
         return True
 
 
-def _valid_outcome(event: dict, request: dict) -> tuple[str, str | None, str | None] | None:
+def _valid_outcome(event: dict[str, Any], request: dict[str, Any]) -> tuple[str, str | None, str | None] | None:
     """An outcome the child reported; "skipped" only for a library the task may lack and that is truly absent."""
     status, message, missing = event.get("status"), event.get("message"), event.get("missing")
     if status not in _STATUSES or not (message is None or isinstance(message, str)):
@@ -1096,7 +1102,7 @@ def _fork_child(spec: ChildSpec, out: _Capture, err: _Capture, wall_deadline: fl
             os.dup2(err_w, 2)
             os.dup2(event_w, _EVENT_FD)
             os.closerange(_EVENT_FD + 1, os.sysconf("SC_OPEN_MAX"))
-            sys.stdout.reconfigure(line_buffering=True)
+            cast(io.TextIOWrapper, sys.stdout).reconfigure(line_buffering=True)
             _child_main(spec, worker_pid)
         except BaseException as exc:  # the harness itself failed: say why on the event pipe
             try:
@@ -1115,7 +1121,7 @@ def _fork_child(spec: ChildSpec, out: _Capture, err: _Capture, wall_deadline: fl
 # one request
 
 
-def _cause(run: _ChildRun, request: dict, limits: dict) -> tuple[str, str]:
+def _cause(run: _ChildRun, request: dict[str, Any], limits: dict[str, Any]) -> tuple[str, str]:
     if run.killed == "timeout":
         limit = request["exec_limit_s"] if run.current is None else request["tests"][run.current]["time_limit_s"]
         return "timeout", f"exceeded the time limit of {limit:g}s (killed)"
@@ -1145,7 +1151,7 @@ class _Place:
     scratch: dict[str, frozenset[str]]  # each private scratch dir and what it held before any request
 
 
-def run_request(request: dict, limits: dict, place: _Place, parent_fd: int) -> dict:
+def run_request(request: dict[str, Any], limits: dict[str, Any], place: _Place, parent_fd: int) -> dict[str, Any]:
     started = time.monotonic()
     wall_deadline = started + float(limits["max_wall_s"])
     tests = request["tests"]
@@ -1229,7 +1235,7 @@ def _clean_scratch(scratch: dict[str, frozenset[str]]) -> None:
                     os.unlink(target)
 
 
-def _loading_cause(run: _ChildRun, request: dict, limits: dict) -> tuple[str, str]:
+def _loading_cause(run: _ChildRun, request: dict[str, Any], limits: dict[str, Any]) -> tuple[str, str]:
     status, message = _cause(run, request, limits)
     return status, f"while loading the solution: {message}"
 
@@ -1258,7 +1264,7 @@ print(json.dumps(facts))
 """
 
 
-def _probe(limits: dict, place: _Place, parent_fd: int) -> dict[str, bool | str]:
+def _probe(limits: dict[str, Any], place: _Place, parent_fd: int) -> dict[str, bool | str]:
     """Run a harmless request to learn which restrictions actually bind in a child."""
     request = {
         "code": "", "entry_point": None, "dataset": None, "fail_fast": True, "exec_limit_s": 5.0, "module": None,

@@ -27,7 +27,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from amr_dspy.testcases import AssertTest, ExecutionRequest, ExecutionResult, TestOutcome
+from amr_dspy.testcases import AssertTest, ExecutionRequest, ExecutionResult, TestCase, TestOutcome
 
 __all__ = [
     "DIRECT",
@@ -355,7 +355,7 @@ class CandidatePool:
                  entry_point: str | None) -> None:  # fmt: skip
         self.examples, self.tests = list(examples), distinct_tests(tests, examples)
         self._executor, self._entry_point = executor, entry_point
-        self._probes = [probe(t) for t in [*self.examples, *self.tests]]
+        self._probes: list[TestCase] = [probe(t) for t in [*self.examples, *self.tests]]
         self._runs: list[CandidateRun] = []
         self._responses: dict[str, str] = {}
         self._by_code: dict[str, ExecutionResult] = {}

@@ -142,7 +142,7 @@ def imported_modules(source: str) -> list[str]:
             tree = ast.parse(source)
     except SyntaxError:
         return []
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)

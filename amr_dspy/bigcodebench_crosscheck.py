@@ -270,7 +270,7 @@ def _kill_session(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _read_verdicts(path: Path) -> dict[str, ReferenceVerdict]:
-    verdicts = {}
+    verdicts: dict[str, ReferenceVerdict] = {}
     if not path.is_file():
         return verdicts
     for line in path.read_text(encoding="utf-8").splitlines():

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from amr_dspy.errors import ConfigError, DataError
-from optimize.artifact import load_artifact, manifest_path
 from amr_dspy.evaluation import EvalResults, package_versions
 from amr_dspy.report import (
     FAILURE_CATEGORIES,
@@ -28,6 +27,7 @@ from amr_dspy.report import (
 )
 from amr_dspy.stats import DEFAULT_RESAMPLES, bootstrap_ci, paired_test
 from amr_dspy.tasks import hidden_test_set
+from optimize.artifact import load_artifact, manifest_path
 
 if TYPE_CHECKING:
     import dspy
@@ -106,7 +106,8 @@ def parse_variant_entries(spec: str) -> list[VariantEntry]:
     duplicate = next((label for label in labels if labels.count(label) > 1), None)
     if duplicate is not None:
         raise ConfigError(
-            f"--variants: {duplicate!r} appears twice; each variant runs once (a compiled program is named after its file)"
+            f"--variants: {duplicate!r} appears twice; each variant runs once "
+            "(a compiled program is named after its file)"
         )
     if len(entries) < 2:
         raise ConfigError(f"--variants {spec!r}: a comparison needs at least two variants")
@@ -286,7 +287,8 @@ def _variant_report(
 def _changes(run: EvalRun, label: str, baseline: EvalRun, baseline_label: str, order: list[str]) -> VariantChanges:
     mine = {t.task_id: t for t in run.results.tasks}
     theirs = {t.task_id: t for t in baseline.results.tasks}
-    fixed, broken = [], []
+    fixed: list[TaskChange] = []
+    broken: list[TaskChange] = []
     for task_id in order:
         if mine[task_id].plus_passed == theirs[task_id].plus_passed:
             continue

@@ -85,6 +85,7 @@ __all__ = [
 
 Split = Literal["train", "dev", "test"]
 ALL_SPLITS: tuple[Split, ...] = ("train", "dev", "test")
+_CHECKED_SPLITS: tuple[Split, ...] = ("dev", "test")  # the default: every evaluation split
 DEFAULT_BENCHMARKS = ("humaneval", "mbpp+", "bigcodebench")
 # The splits each known benchmark has, and those it is evaluated on (checked by default).
 KNOWN_SPLITS: dict[str, tuple[Split, ...]] = {"humaneval": ("test",), "mbpp+": ALL_SPLITS,
@@ -148,7 +149,7 @@ class DecontamConfig(BaseModel):
     """Thresholds and sources; every check can be switched off on its own."""
 
     benchmarks: list[str] = Field(default_factory=lambda: list(DEFAULT_BENCHMARKS))  # names or JSONL paths
-    splits: list[Split] = Field(default_factory=lambda: ["dev", "test"])  # checked splits (HumanEval: all)
+    splits: list[Split] = Field(default_factory=lambda: list(_CHECKED_SPLITS))  # checked splits (HumanEval: all)
     ngram: int | None = Field(15, ge=3)  # normalized code tokens per n-gram; None: no code n-gram check
     min_code_overlap: float = Field(0.8, gt=0.0, le=1.0)  # share of a solution's specific n-grams that matches
     code_keep_names: bool = True  # keep builtin and attribute names in normalized code (other names -> ID)
@@ -545,7 +546,8 @@ class Decontaminator:
         self._matrix: np.ndarray | None = None
         if cfg.embedding_threshold is not None:
             self._embedder = embedder or _embedder_named(cfg.embedding_model)
-            self._matrix = self._benchmark_matrix(Path(cache_dir) if cache_dir else _default_cache_dir())
+            cache = Path(cache_dir) if cache_dir else _default_cache_dir()
+            self._matrix = self._benchmark_matrix(self._embedder, cache)
         if cfg.judge_threshold is not None and judge is None:
             raise ConfigError("a --judge-threshold needs a judge (the teacher)")
 
@@ -570,9 +572,10 @@ class Decontaminator:
     def check_instructions(self, texts: Sequence[str]) -> list[Verdict]:
         """One verdict per instruction; embeddings are computed in one batch."""
         verdicts = [self._overlap_verdict(text, "instruction") for text in texts]
-        if self._matrix is None or not texts:
+        embedder, matrix = self._embedder, self._matrix  # both set or both None
+        if embedder is None or matrix is None or not texts:
             return verdicts
-        scores = self._similarities(list(texts))
+        scores = _similarities(embedder, matrix, list(texts))
         for i, verdict in enumerate(verdicts):
             order = np.argsort(-scores[i])[: self.config.top_k]
             verdict.nearest = [Neighbour(benchmark_id=self.items[j].id, score=round(float(scores[i, j]), 4))
@@ -619,25 +622,21 @@ class Decontaminator:
         if same:
             verdict.contaminated, verdict.method, verdict.benchmark_id = True, "judge", item.id
 
-    def _similarities(self, texts: list[str]) -> np.ndarray:
-        vectors = l2_normalize(self._embedder(texts), label=f"embedder {self._embedder.name!r}")  # type: ignore[misc]
-        return vectors @ self._matrix.T  # type: ignore[union-attr]
-
-    def _benchmark_matrix(self, cache_dir: Path) -> np.ndarray:
+    def _benchmark_matrix(self, embedder: Embedder, cache_dir: Path) -> np.ndarray:
         prompts = [item.prompt for item in self.items]
-        digest = hashlib.sha256(self._embedder.name.encode())  # type: ignore[union-attr]
+        digest = hashlib.sha256(embedder.name.encode())
         for prompt in prompts:
             digest.update(prompt.encode() + b"\0")
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", self._embedder.name).strip("-").lower()  # type: ignore[union-attr]
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", embedder.name).strip("-").lower()
         path = cache_dir / f"{slug}-{digest.hexdigest()[:20]}.npy"
         if path.is_file():
             try:
-                matrix = np.load(path)
+                matrix: np.ndarray = np.load(path)
                 if matrix.shape[0] == len(prompts):
                     return matrix
             except (OSError, ValueError):
                 pass  # a damaged cache entry is recomputed
-        matrix = l2_normalize(self._embedder(prompts), label=f"embedder {self._embedder.name!r}")  # type: ignore[misc]
+        matrix = l2_normalize(embedder(prompts), label=f"embedder {embedder.name!r}")
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -647,6 +646,12 @@ class Decontaminator:
         except OSError:
             pass  # a read-only cache only costs the recomputation next time
         return matrix
+
+
+def _similarities(embedder: Embedder, matrix: np.ndarray, texts: list[str]) -> np.ndarray:
+    vectors = l2_normalize(embedder(texts), label=f"embedder {embedder.name!r}")
+    scores: np.ndarray = vectors @ matrix.T
+    return scores
 
 
 def _embedder_named(name: str) -> Embedder:
@@ -666,7 +671,7 @@ def teacher_judge() -> Judge:
     """A judge that asks the configured DSPy LM whether two coding tasks ask for the same thing."""
     import dspy
 
-    class SameTask(dspy.Signature):
+    class SameTask(dspy.Signature):  # type: ignore[misc]  # dspy ships no types
         """Decide whether two coding tasks ask for the same program: the same function behaviour on the same inputs,
         whatever the wording, names or examples. Tasks that only share a topic are not the same."""
 

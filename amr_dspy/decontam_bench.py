@@ -39,9 +39,10 @@ from amr_dspy.decontam import (
     DEFAULT_BENCHMARKS,
     BenchmarkItem,
     CodeIndex,
+    CodeMatch,
     DecontamConfig,
-    DecontamPolicy,
     Decontaminator,
+    DecontamPolicy,
     Verdict,
     load_benchmark_items,
     normalized_words,
@@ -422,7 +423,8 @@ def _code_rows(items: Sequence[BenchmarkItem], sets: Sequence[TextSet]) -> list[
             index = CodeIndex(evaluation, items, n, min_overlap=1e-9, keep_names=keep_names)
             found = {s.name: [index.match(case.text) for case in s.cases] for s in sets}
             for share in OVERLAPS:
-                def run(s: TextSet, share: float = share) -> list[tuple[bool, str | None, str]]:
+                def run(s: TextSet, share: float = share,
+                        found: dict[str, list[CodeMatch | None]] = found) -> list[tuple[bool, str | None, str]]:
                     return [(m is not None and m.overlap >= share, m.benchmark_id if m else None,
                              f"{m.overlap:.2f} {m.ngram}" if m else "") for m in found[s.name]]  # fmt: skip
 

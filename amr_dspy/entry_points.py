@@ -90,7 +90,8 @@ def main_function(code: str) -> str | None:
     uncalled = [node for node in definitions if node.name not in called]
     functions = [n.name for n in uncalled if not isinstance(n, ast.ClassDef)]
     classes = [n.name for n in uncalled if isinstance(n, ast.ClassDef)]
-    return ([f for f in functions if not _is_driver(f)] or functions or classes or [None])[-1]
+    names = [f for f in functions if not _is_driver(f)] or functions or classes
+    return names[-1] if names else None
 
 
 def _is_driver(name: str) -> bool:

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -338,7 +338,7 @@ def _instrumented(program: dspy.Module) -> dspy.Module:
     import dspy
     from dspy.utils.callback import BaseCallback
 
-    class CallMeter(BaseCallback):
+    class CallMeter(BaseCallback):  # type: ignore[misc]  # dspy ships no types
         def __init__(self) -> None:
             self.stats = _RunStats()
             self.lms: dict[str, Any] = {}
@@ -357,7 +357,7 @@ def _instrumented(program: dspy.Module) -> dspy.Module:
             self.stats.completion_tokens += completion
             self.stats.uncached_lm_calls += bool(entry.get("usage"))
 
-    class Instrumented(dspy.Module):
+    class Instrumented(dspy.Module):  # type: ignore[misc]  # dspy ships no types
         def __init__(self, inner: dspy.Module) -> None:
             super().__init__()
             self.inner = inner
@@ -457,7 +457,8 @@ def run_parallel(function: Callable[[Any], Any], items: Sequence[Any], *, thread
         return []
     executor = ParallelExecutor(num_threads=threads, max_errors=len(items) + 1, disable_progress_bar=True,
                                 provide_traceback=provide_traceback, timeout=0)  # fmt: skip
-    return executor.execute(function, list(items))
+    results: list[Any] = executor.execute(function, list(items))
+    return results
 
 
 def evaluate_program(
@@ -568,7 +569,7 @@ def read_samples(path: Path) -> dict[str, str]:
     return solutions
 
 
-def write_samples(path: Path, task_ids: Sequence[str], solutions: dict[str, str | None]) -> None:
+def write_samples(path: Path, task_ids: Sequence[str], solutions: Mapping[str, str | None]) -> None:
     """evalplus samples (``{"task_id", "solution"}``); a task without code gets an empty solution, which fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:
@@ -711,7 +712,7 @@ def bench_sandbox(tasks: Sequence[Task], sandbox: Sandbox, *, benchmark: str, wo
             f"{benchmark}: the sandbox bench needs evalplus tasks with canonical solutions (mbpp+ or humaneval+)"
         )
     project = _bench_project(tasks, sandbox)
-    evalplus = _bench_evalplus(tasks, dataset, workers)  # type: ignore[arg-type] - checked above
+    evalplus = _bench_evalplus(tasks, dataset, workers)
     return SandboxBench(
         benchmark=benchmark,
         n_tasks=len(tasks),

@@ -91,12 +91,13 @@ def grow_library(
     if not candidates:
         report.reason = "no novel modules"
         return report, []
+    tests: list[TestCase]
     if task_tests:
         tests, report.method = list(task_tests), "task_tests"
     else:
         predictor = write_tests or dspy.Predict(UnitTests)
         try:
-            tests = write_unit_tests(predictor, instruction=instruction, code=prediction.code)
+            tests = [*write_unit_tests(predictor, instruction=instruction, code=prediction.code)]
         except Exception as exc:  # the teacher's unparsable tests verify nothing
             report.reason = f"unit tests unparsable ({type(exc).__name__})"
             return report, []

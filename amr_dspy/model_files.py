@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from pydantic import BaseModel
 
@@ -86,7 +87,9 @@ def _part_paths(model: EmbeddedModel) -> list[Path]:
                 f"model part package {package} is missing or broken ({exc}); {_reinstall_hint(model, package)}"
             ) from None
         if not path.is_file():
-            raise ModelAssemblyError(f"model part file {path} of {package} is missing; {_reinstall_hint(model, package)}")
+            raise ModelAssemblyError(
+                f"model part file {path} of {package} is missing; {_reinstall_hint(model, package)}"
+            )
         paths.append(path)
     return paths
 
@@ -118,7 +121,7 @@ def _write_stamp(target: Path, sha256: str) -> None:
     os.replace(tmp, _stamp_path(target))
 
 
-def _concatenate(parts: list[Path], model: EmbeddedModel, out) -> str:
+def _concatenate(parts: list[Path], model: EmbeddedModel, out: BinaryIO) -> str:
     """Stream every part into ``out``; return the sha256. Size is checked part by part to name the culprit."""
     digest = hashlib.sha256()
     written = 0

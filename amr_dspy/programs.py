@@ -25,7 +25,7 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError
 from pydantic import BaseModel, Field
 
-from amr_dspy.agreement import DIRECT, Candidate, CandidatePool
+from amr_dspy.agreement import DIRECT, Candidate, CandidatePool, Kind
 from amr_dspy.errors import ConfigError
 from amr_dspy.examples import instruction_examples
 from amr_dspy.extract import defined_functions, extract_code, hollow_functions
@@ -198,10 +198,11 @@ class _Shared:
             from amr_dspy.sandbox import Sandbox
 
             self.value = Sandbox(workers=1)
-        return self.value
+        executor: Executor = self.value
+        return executor
 
 
-class _Program(dspy.Module):
+class _Program(dspy.Module):  # type: ignore[misc]  # dspy ships no types
     """A variant built from DSPy signatures: ``solve`` sees the instruction framed once, as all its predictors do.
 
     Framing here, at the program's boundary, gives eval, compile, compare, synthesize and generate the same text;
@@ -231,7 +232,7 @@ class DirectProgram(_Program):
         return _result(response, entry_point, response, notes)
 
 
-class DirectPlainProgram(dspy.Module):
+class DirectPlainProgram(dspy.Module):  # type: ignore[misc]  # dspy ships no types
     """The anchor: the one message a user would try first, through ``dspy.LM`` but outside any signature.
 
     No instructions, field markers or adapter, and no predictors (nothing to compile). A completion-style
@@ -263,7 +264,7 @@ class CoTProgram(_Program):
 
 def parse_unit_tests(tests: Sequence[str]) -> list[AssertTest]:
     """One test per assert statement in the generated tests (a small teacher often puts several in one string)."""
-    kept = []
+    kept: list[AssertTest] = []
     for text in tests:
         text = text.strip().strip("`").strip()
         try:
@@ -290,10 +291,12 @@ def write_unit_tests(predict: dspy.Module, *, instruction: str, code: str) -> li
     return parse_unit_tests([str(t) for t in written])
 
 
-def _run_tests(executor: Executor, code: str | None, tests: list[AssertTest], entry_point: str | None) -> ExecutionResult:
+def _run_tests(
+    executor: Executor, code: str | None, tests: list[AssertTest], entry_point: str | None
+) -> ExecutionResult:
     if code is None:
         return ExecutionResult()
-    return executor.run(ExecutionRequest(code=code, entry_point=entry_point, tests=tests, fail_fast=False))
+    return executor.run(ExecutionRequest(code=code, entry_point=entry_point, tests=[*tests], fail_fast=False))
 
 
 def _n_passed(result: ExecutionResult) -> int:
@@ -474,7 +477,8 @@ class AMRProgram(_Program):
 
     def _decompose(self, instruction: str, direct: str, notes: list[str]) -> list[ModuleSpec]:
         try:
-            return self.decompose(instruction=instruction, direct_response=direct).modules
+            modules: list[ModuleSpec] = self.decompose(instruction=instruction, direct_response=direct).modules
+            return modules
         except AdapterParseError as exc:
             specs = lenient_specs(exc.lm_response or "")
             if not specs:
@@ -614,7 +618,7 @@ def _candidates(answers: dict[str, dspy.Prediction], entry_point: str | None) ->
 
 
 def _candidate(name: str, response: str, entry_point: str | None) -> Candidate:
-    kind = "direct" if name == DIRECT else "evolved" if name == "evolved" else "sample"
+    kind: Kind = "direct" if name == DIRECT else "evolved" if name == "evolved" else "sample"
     return Candidate(name=name, kind=kind, response=response, code=extract_code(response, entry_point))
 
 
@@ -642,7 +646,8 @@ class DirectSelectProgram(_Selecting, _Program):
         self._executor = _Shared(executor)
 
     def solve(self, instruction: str, entry_point: str | None) -> dspy.Prediction:
-        cfg, notes = self.config, []
+        cfg = self.config
+        notes: list[str] = []
         answers, pool = self._start(instruction, entry_point, notes)
         if pool.exits_early(cfg.first_samples):
             return self._finish(pool, answers, entry_point, notes, early_exit=True)
@@ -676,7 +681,8 @@ class AMRSelectProgram(_Selecting, AMRProgram):
         super().__init__(library=library, config=config or AMRSelectConfig(), executor=executor)
 
     def solve(self, instruction: str, entry_point: str | None) -> dspy.Prediction:
-        cfg, notes = self.config, []
+        cfg = self.config
+        notes: list[str] = []
         answers, pool = self._start(instruction, entry_point, notes)
         if pool.exits_early(cfg.first_samples):
             return self._finish(pool, answers, entry_point, notes, early_exit=True)

@@ -37,6 +37,7 @@ import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -136,7 +137,7 @@ class _Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def execute(self, frame: bytes, timeout_s: float) -> dict:
+    def execute(self, frame: bytes, timeout_s: float) -> dict[str, Any]:
         self._send(frame)
         return self._receive(time.monotonic() + timeout_s)
 
@@ -146,7 +147,7 @@ class _Worker:
         except (BrokenPipeError, OSError) as exc:
             raise _WorkerDied(f"could not reach the worker ({type(exc).__name__})", delivered=False) from None
 
-    def _receive(self, deadline: float) -> dict:
+    def _receive(self, deadline: float) -> dict[str, Any]:
         fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
         while True:
             left = deadline - time.monotonic()
@@ -155,7 +156,7 @@ class _Worker:
             if select.select([fd], [], [], left)[0]:
                 break
         try:
-            reply = wire.recv_frame(fd)
+            reply: dict[str, Any] | None = wire.recv_frame(fd)
         except (OSError, pickle.UnpicklingError, EOFError) as exc:
             raise _WorkerDied(f"garbled reply from the worker ({type(exc).__name__})") from None
         if reply is None:
@@ -317,7 +318,8 @@ class Sandbox:
             "fresh_workdir": True,
             "parent_death_signal": True,
             "running_as_root": os.geteuid() == 0,
-        } | found
+            **found,
+        }
         if self.limits.network:
             facts["network_namespace"] = "disabled (SandboxLimits.network=True)"
         elif facts["network_namespace"] is False:
@@ -352,7 +354,7 @@ def _frame(request: ExecutionRequest, limits: SandboxLimits) -> bytes:
         raise SandboxError(f"sandbox: task {request.task_id!r} has test data that cannot be pickled: {exc}") from None
 
 
-def _test_payload(test: TestCase, request: ExecutionRequest) -> dict:
+def _test_payload(test: TestCase, request: ExecutionRequest) -> dict[str, Any]:
     common = {"name": test.name, "time_limit_s": max(test.time_limit_s, _MIN_TIME_LIMIT_S), "plus": test.plus}
     if isinstance(test, CallTest):
         if request.entry_point is None:
@@ -363,19 +365,19 @@ def _test_payload(test: TestCase, request: ExecutionRequest) -> dict:
     return common | {"kind": "assert", "code": test.code}
 
 
-def _outcomes(request: ExecutionRequest, entries: list[tuple]) -> list[TestOutcome]:
+def _outcomes(request: ExecutionRequest, entries: list[tuple[Any, ...]]) -> list[TestOutcome]:
     """One outcome per call or assert test; one per test method of a unittest module (its name if none ran)."""
     return [outcome for test, entry in zip(request.tests, entries, strict=True) for outcome in _expand(test, entry)]
 
 
-def _expand(test: TestCase, entry: tuple) -> list[TestOutcome]:
+def _expand(test: TestCase, entry: tuple[Any, ...]) -> list[TestOutcome]:
     status, message, missing, methods = entry
     rows = methods or [(None, status, message, missing)]
-    return [TestOutcome(name=name or test.name, status=state, message=text, plus=test.plus,  # type: ignore[arg-type]
+    return [TestOutcome(name=name or test.name, status=state, message=text, plus=test.plus,
                         missing_module=lib) for name, state, text, lib in rows]  # fmt: skip
 
 
-def _result(request: ExecutionRequest, reply: dict) -> ExecutionResult:
+def _result(request: ExecutionRequest, reply: dict[str, Any]) -> ExecutionResult:
     return ExecutionResult(
         outcomes=_outcomes(request, reply["outcomes"]),
         stdout=reply["stdout"],

@@ -78,7 +78,8 @@ class ServerConfig(BaseModel):
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -194,7 +195,8 @@ class LocalServer:
         path = "/health" if self.config.settings.kind == "llama-server" else "/v1/models"
         try:
             with urllib.request.urlopen(f"{self.url}{path}", timeout=2) as response:
-                return response.status == 200
+                status: int = response.status
+                return status == 200
         except (urllib.error.URLError, OSError):
             return False
 

@@ -38,7 +38,7 @@ class _Waiter:
     skips: int = 0
 
 
-class SlotGate(BaseCallback):
+class SlotGate(BaseCallback):  # type: ignore[misc]  # dspy ships no types
     """A DSPy LM callback (``dspy.LM(..., callbacks=[SlotGate(slots)])``): at most ``slots`` calls in flight.
 
     Cache hits pass through the gate too; they take milliseconds.

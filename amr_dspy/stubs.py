@@ -57,7 +57,7 @@ def _signature(function: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
 
 def _docstring(prompt: str) -> str:
     prose, example = _split_prompt(prompt)
-    lines = [*prose, *([""] + _example_lines(example) if example else [])]
+    lines = [*prose, *(["", *_example_lines(example)] if example else [])]
     text = "\n".join(f"{_INDENT}{line}" if line else "" for line in lines)
     prefix = "r" if "\\" in text else ""  # keep backslashes (regexes, escapes in examples) as written
     return f'{_INDENT}{prefix}"""{text.strip()}\n{_INDENT}"""'

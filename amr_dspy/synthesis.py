@@ -22,8 +22,8 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
-import re
 import os
+import re
 import shutil
 import threading
 import time
@@ -33,7 +33,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.table import Table
@@ -402,7 +402,7 @@ class _Meter:
 
         meter = self
 
-        class Callback(BaseCallback):
+        class Callback(BaseCallback):  # type: ignore[misc]  # dspy ships no types
             def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
                 with meter.lock:
                     meter.calls += 1
@@ -587,7 +587,8 @@ class _Trial:
 
     def run(self, answer: _Answer, tests: list[AssertTest] | None = None) -> _Tried:
         tests = self.tests if tests is None else tests
-        request = ExecutionRequest(code=answer.code or "", entry_point=self.entry_point, tests=tests, fail_fast=False)
+        request = ExecutionRequest(code=answer.code or "", entry_point=self.entry_point, tests=[*tests],
+                                   fail_fast=False)
         return _Tried(answer=answer, tests=tests, result=self.executor.run(request) if tests else None)
 
 
@@ -835,8 +836,8 @@ def _verify(program: Any, prediction: Any, answer: _Answer, direct: _Answer | No
 
 
 def _propose(
-    library: Library, prediction: Any, answer: _Answer, item: InputItem, tests: list, settings: SynthesisSettings,
-    executor: Executor, entry_point: str | None,
+    library: Library, prediction: Any, answer: _Answer, item: InputItem, tests: list[AssertTest],
+    settings: SynthesisSettings, executor: Executor, entry_point: str | None,
 ) -> tuple[Growth, list[ModuleRecord]]:  # fmt: skip
     import dspy
 
@@ -862,7 +863,7 @@ def _dropped(contamination: Verdict) -> RecordVerification:
     return RecordVerification(status="skipped", message=f"dropped: the response overlaps {contamination.benchmark_id}")
 
 
-def _leaks(contamination: Verdict | None) -> bool:
+def _leaks(contamination: Verdict | None) -> TypeGuard[Verdict]:
     return contamination is not None and contamination.contaminated
 
 
@@ -1488,7 +1489,6 @@ def write_exports(out: Path, records: Sequence[SynthesisRecord], *, sft_all: boo
     The SFT file holds verified records only unless ``sft_all`` (then every record with a response).
     """
     import datasets
-
     from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     clean = [r for r in records if not r.contaminated]

@@ -161,11 +161,11 @@ def _server_env() -> dict[str, object]:
     return out
 
 
-class LocalLM(dspy.LM):
+class LocalLM(dspy.LM):  # type: ignore[misc]  # dspy ships no types
     """A ``dspy.LM`` on the project's local server; ``server`` records how it is served (kind, slots, threads)."""
 
     def __init__(self, model: str, *, server: ServerSettings, **kwargs: object) -> None:
-        super().__init__(model, **kwargs)  # type: ignore[arg-type]
+        super().__init__(model, **kwargs)
         self.server = server
 
 

@@ -30,13 +30,14 @@ def is_text_signature(signature: type[Signature]) -> bool:
     )
 
 
-class TextAdapter(dspy.ChatAdapter):
+class TextAdapter(dspy.ChatAdapter):  # type: ignore[misc]  # dspy ships no types
     """Plain conversations for text-to-text signatures, ChatAdapter for the rest."""
 
     def format(self, signature: type[Signature], demos: list[dict[str, Any]],
                inputs: dict[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
         if not is_text_signature(signature):
-            return super().format(signature, demos, inputs)
+            formatted: list[dict[str, Any]] = super().format(signature, demos, inputs)
+            return formatted
         (given,), (wanted,) = signature.input_fields, signature.output_fields
         messages = [{"role": "system", "content": signature.instructions}]
         for demo in demos:
@@ -48,7 +49,8 @@ class TextAdapter(dspy.ChatAdapter):
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         if not is_text_signature(signature):
-            return super().parse(signature, completion)
+            parsed: dict[str, Any] = super().parse(signature, completion)
+            return parsed
         (wanted,) = signature.output_fields
         text = strip_field_markers(completion)  # demos compiled under ChatAdapter may teach its markers
         if not text:

@@ -16,7 +16,7 @@ import typing
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -48,7 +48,7 @@ __all__ = [
     "load_artifact",
 ]
 
-ARTIFACT_FORMAT = "amr-dspy-artifact/1"
+ARTIFACT_FORMAT: Final = "amr-dspy-artifact/1"
 _DEMO_META = {"augmented"}  # dspy's own flag on bootstrapped demos; JSON-safe and read back by dspy
 
 
@@ -172,11 +172,10 @@ def signature_shapes(program: dspy.Module) -> dict[str, PredictorShape]:
     shapes = {}
     for name, predictor in program.named_predictors():
         signature = predictor.signature
-        fields = [
-            FieldShape(name=k, io=io, type=_type_name(f.annotation))
-            for io, group in (("input", signature.input_fields), ("output", signature.output_fields))
-            for k, f in group.items()
-        ]
+        roles: tuple[tuple[Literal["input", "output"], Any], ...] = (
+            ("input", signature.input_fields), ("output", signature.output_fields))
+        fields = [FieldShape(name=k, io=io, type=_type_name(f.annotation)) for io, group in roles
+                  for k, f in group.items()]
         shapes[name] = PredictorShape(fields=fields)
     return shapes
 

@@ -242,7 +242,7 @@ class _UsageMeter:
         lock = threading.Lock()
         self.metric_calls = 0
 
-        class SharedTracker(UsageTracker):
+        class SharedTracker(UsageTracker):  # type: ignore[misc]  # dspy ships no types
             # dspy deep-copies the tracker into each worker thread; sharing one keeps every thread's usage.
             def __deepcopy__(self, memo: dict[int, Any]) -> SharedTracker:
                 return self
@@ -251,7 +251,7 @@ class _UsageMeter:
                 with lock:
                     super().add_usage(lm, usage_entry)
 
-        class CallCounter(BaseCallback):
+        class CallCounter(BaseCallback):  # type: ignore[misc]  # dspy ships no types
             calls = 0
 
             def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
@@ -483,7 +483,8 @@ def _run_gepa(recipe: GepaRecipe, run: _Run) -> dspy.Module:
         reflection_lm=lm.copy(**updates) if updates else lm,
         instruction_proposer=InstructionProposer(
             max_chars=recipe.max_instruction_chars,
-            adapter=dspy.JSONAdapter() if recipe.reflection_adapter == "json" else dspy.ChatAdapter(use_json_adapter_fallback=False),
+            adapter=(dspy.JSONAdapter() if recipe.reflection_adapter == "json"
+                     else dspy.ChatAdapter(use_json_adapter_fallback=False)),
         ),
         skip_perfect_score=recipe.skip_perfect_score,
         add_format_failure_as_feedback=recipe.add_format_failure_as_feedback,

@@ -24,7 +24,9 @@ class ModuleSpec(BaseModel):
 
     name: str = Field(description="The function's name, a valid Python identifier.")
     signature: str = Field(description="The full def line with type hints, e.g. 'def mean(xs: list[float]) -> float:'.")
-    description: str = Field(description="What it does, its inputs, output and edge cases, precise enough to implement.")
+    description: str = Field(
+        description="What it does, its inputs, output and edge cases, precise enough to implement."
+    )
     calls: list[str] = Field(default_factory=list, description="Names of the other modules it calls.")
 
 
@@ -35,7 +37,7 @@ class ModuleCode(BaseModel):
     code: str = Field(description="The complete Python function definition, imports included.")
 
 
-class ModularDecomposition(dspy.Signature):
+class ModularDecomposition(dspy.Signature):  # type: ignore[misc]  # dspy ships no types
     """Decompose the solution of a coding task into small function modules.
 
     Read the instruction and the draft response, then list the function modules a clean solution needs:
@@ -49,7 +51,7 @@ class ModularDecomposition(dspy.Signature):
     modules: list[ModuleSpec] = dspy.OutputField(desc="The main module first, then its helpers.")
 
 
-class ModuleAwareGeneration(dspy.Signature):
+class ModuleAwareGeneration(dspy.Signature):  # type: ignore[misc]  # dspy ships no types
     """Implement the function modules of a coding task.
 
     Write a correct implementation of every listed module, following its def line and description. The
@@ -62,7 +64,7 @@ class ModuleAwareGeneration(dspy.Signature):
     implementations: list[ModuleCode] = dspy.OutputField(desc="One implementation per listed module.")
 
 
-class ResponseEvolution(dspy.Signature):
+class ResponseEvolution(dspy.Signature):  # type: ignore[misc]  # dspy ships no types
     """Write the final, improved response to a coding task.
 
     You are given the task, a draft response that may contain mistakes, the function modules of a modular
@@ -79,7 +81,7 @@ class ResponseEvolution(dspy.Signature):
     response: str = dspy.OutputField(desc="A short explanation and one complete ```python code block.")
 
 
-class UnitTests(dspy.Signature):
+class UnitTests(dspy.Signature):  # type: ignore[misc]  # dspy ships no types
     """Write unit tests for a coding task.
 
     Write a few (3 to 5) independent Python assert statements that check the required function on typical
@@ -92,7 +94,7 @@ class UnitTests(dspy.Signature):
     tests: list[str] = dspy.OutputField(desc="One-line assert statements.")
 
 
-class RepairResponse(dspy.Signature):
+class RepairResponse(dspy.Signature):  # type: ignore[misc]  # dspy ships no types
     """Repair a response to a coding task that failed a test.
 
     Given the task, the response and the failing test with its error, write the corrected response: a
@@ -105,7 +107,7 @@ class RepairResponse(dspy.Signature):
     repaired_response: str = dspy.OutputField(desc="A short explanation and one complete ```python code block.")
 
 
-class ModuleRegeneration(dspy.Signature):
+class ModuleRegeneration(dspy.Signature):  # type: ignore[misc]  # dspy ships no types
     """Rewrite a function module that failed a unit test written from its description.
 
     Given the coding task, the module's spec, its implementation, the failing test with its error and verified
@@ -121,7 +123,7 @@ class ModuleRegeneration(dspy.Signature):
     implementation: str = dspy.OutputField(desc="The complete corrected Python function definition.")
 
 
-class DescribeModule(dspy.Signature):
+class DescribeModule(dspy.Signature):  # type: ignore[misc]  # dspy ships no types
     """Describe in one sentence what this Python function does: its purpose, inputs and result, precisely
     enough that someone could find it again by that description."""
 

@@ -1,11 +1,12 @@
-"""Answering a coding instruction directly: the teacher's first response (and, wrapped in ChainOfThought, the CoT baseline)."""
+"""Answering a coding instruction directly: the teacher's first response (and, wrapped in ChainOfThought, the CoT
+baseline)."""
 
 from __future__ import annotations
 
 import dspy
 
 
-class DirectResponse(dspy.Signature):
+class DirectResponse(dspy.Signature):  # type: ignore[misc]  # dspy ships no types
     """You are an expert Python programmer. Answer the coding instruction with a correct, complete solution.
 
     Give exactly one fenced ```python code block that contains the whole solution: all imports, any helper
@@ -14,6 +15,8 @@ class DirectResponse(dspy.Signature):
     for. After the code block, explain the solution in one or two sentences. Do not include example usage,
     input() calls or tests in the code block."""
 
-    instruction: str = dspy.InputField(desc="The coding task, possibly with an example assertion or a function signature.")
+    instruction: str = dspy.InputField(
+        desc="The coding task, possibly with an example assertion or a function signature."
+    )
     response: str = dspy.OutputField(desc="One complete ```python code block, then a short explanation.")
 

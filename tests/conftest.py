@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import amr_dspy  # noqa: F401  (sets the offline defaults before dspy and litellm are imported)
+
+# isort: split
 import dspy
 import pytest
 

@@ -17,7 +17,6 @@ import pytest
 
 from amr_dspy import bigcodebench
 from amr_dspy.bigcodebench import (
-    BIGCODEBENCH_SPECS,
     bigcodebench_split,
     bigcodebench_subset,
     exclusions,
@@ -176,7 +175,7 @@ def test_unknown_specs_are_refused(spec: str, message: str) -> None:
 
 def test_missing_or_malformed_release_is_a_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BIGCODEBENCH_OVERRIDE_PATH", str(tmp_path / "nope.jsonl"))
-    with pytest.raises(DataError, match="BIGCODEBENCH_OVERRIDE_PATH=.*nope.jsonl: no such file"):
+    with pytest.raises(DataError, match=r"BIGCODEBENCH_OVERRIDE_PATH=.*nope.jsonl: no such file"):
         load_tasks("bigcodebench")
     bad = tmp_path / "bad.jsonl"  # a plain (not gzipped) JSONL copy works too, and names its bad line
     bad.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps({"task_id": "BigCodeBench/1"}) + "\n")

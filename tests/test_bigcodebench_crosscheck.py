@@ -90,7 +90,7 @@ def verdict(task_id: str, status: str, **failed: str) -> ReferenceVerdict:
 def test_without_the_package_the_error_names_the_setup_target(monkeypatch: pytest.MonkeyPatch, release: Path,
                                                               tmp_path: Path) -> None:  # fmt: skip
     real = bigcodebench_crosscheck.find_spec
-    monkeypatch.setattr(bigcodebench_crosscheck, "find_spec", 
+    monkeypatch.setattr(bigcodebench_crosscheck, "find_spec",
                         lambda name: None if name == "bigcodebench" else real(name))
     with pytest.raises(ConfigError, match=r"\(bigcodebench not installed\): run `make setup-bigcodebench`$"):
         require_reference()

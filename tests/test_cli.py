@@ -22,7 +22,8 @@ def amr(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_command() -> None:
     result = amr("--help")
     assert result.returncode == 0
-    for command in ("generate", "eval", "teacher", "library", "bench", "compare", "report", "compile", "program", "synthesize"):
+    for command in ("generate", "eval", "teacher", "library", "bench", "compare", "report", "compile", "program",
+                    "synthesize"):
         assert command in result.stdout
 
 

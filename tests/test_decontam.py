@@ -251,7 +251,7 @@ def test_embedding_similarity_drops_near_duplicates_and_reports_the_nearest_item
     ])  # fmt: skip
     assert near.contaminated and near.method == "embedding" and near.benchmark_id == "Bench/2"
     assert near.similarity is not None and near.similarity >= 0.8
-    assert [n.benchmark_id for n in near.nearest][0] == "Bench/2" and len(near.nearest) == 2
+    assert near.nearest[0].benchmark_id == "Bench/2" and len(near.nearest) == 2
     assert near.nearest[0].score >= near.nearest[1].score
     assert not far.contaminated and far.similarity is not None and far.similarity < 0.8
 

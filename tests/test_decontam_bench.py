@@ -42,8 +42,8 @@ def test_rename_identifiers_renames_every_local_name_and_keeps_behaviour() -> No
     assert "math.sqrt" in renamed and "round(" in renamed and "ndigits=3" in renamed  # kept
     original: dict[str, Any] = {}
     copy: dict[str, Any] = {}
-    exec(code, original)  # noqa: S102 - our own literal code
-    exec(renamed, copy)  # noqa: S102
+    exec(code, original)  # our own literal code
+    exec(renamed, copy)
     [main] = [f for name, f in copy.items() if name.startswith("helper_") and f.__code__.co_argcount == 0]
     assert original["main"]() == main() == 15.0
     assert rename_identifiers("def broken(:\n") is None

@@ -8,13 +8,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dspy
-
 import pyarrow.parquet as pq
 import pytest
 from dspy.utils.dummies import DummyLM
 from typer.testing import CliRunner
 
-import amr_dspy.cli.library  # noqa: F401 - registers the commands on library_app
+import amr_dspy.cli.library  # registers the commands on library_app
 import amr_dspy.tasks
 from amr_dspy.cli._app import app
 from amr_dspy.errors import ConfigError, DataError, LibraryError
@@ -264,6 +263,6 @@ def test_build_merges_two_sources_and_records_per_source_counts(
     assert records["BigCodeBench/0"].description == "Add one to x (task 0)."
     for task_id in ("BigCodeBench/0", "BigCodeBench/1"):
         namespace: dict[str, object] = {}
-        exec(records[task_id].code, namespace)  # noqa: S102 - fixture code, alone in a fresh namespace
+        exec(records[task_id].code, namespace)  # fixture code, alone in a fresh namespace
         assert namespace["task_func"](1) == 2
     assert "seeded from bigcodebench:train" in invoke(runner, "library", "stats", str(out_dir))

@@ -49,7 +49,7 @@ def test_hnsw_recall_against_exact_on_50k_vectors() -> None:
     _, truth = exact.search(queries, 5)
     _, found = index.search(queries, 5)
     recall_at_1 = float(np.mean(found[:, 0] == truth[:, 0]))
-    recall_at_5 = float(np.mean([len(set(f) & set(t)) / 5 for f, t in zip(found, truth)]))
+    recall_at_5 = float(np.mean([len(set(f) & set(t)) / 5 for f, t in zip(found, truth, strict=True)]))
     print(f"HNSW on {n}x{dim}: recall@1={recall_at_1:.3f} recall@5={recall_at_5:.3f}")
     assert recall_at_1 >= 0.95
     assert recall_at_5 >= 0.95

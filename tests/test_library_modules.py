@@ -92,7 +92,7 @@ def test_standalone_code_runs_on_its_own() -> None:
     )
     ring = split_modules(source)[1]
     namespace: dict[str, object] = {}
-    exec(ring.standalone_code, namespace)  # noqa: S102 - our own fixture code
+    exec(ring.standalone_code, namespace)  # our own fixture code
     assert namespace["ring"](2) == pytest.approx(2 * 3.141592653589793 * 9)
 
 

@@ -72,7 +72,7 @@ def test_seed_adds_modules_of_verified_tasks_with_provenance(library: Library) -
     assert add.verification.method == "task_tests" and add.verification.passed and add.verification.n_tests == 5
     assert add.code.startswith("import math\n\ndef helper(x):")  # runs alone: helper and import included
     namespace: dict[str, object] = {}
-    exec(add.code, namespace)  # noqa: S102 - fixture code
+    exec(add.code, namespace)  # fixture code
     assert namespace["add_floors"](1.5, 2.5) == 3
     assert library.search("add the floors of two numbers")[0][0].record.name == "add_floors"
 
@@ -182,7 +182,7 @@ def test_a_bigcodebench_module_carries_its_imports_and_runs_standalone(library: 
     assert scale.provenance.source == "bigcodebench:train"
     for record, args, expected in ((scale, ([1, 2], 3), [4, 7]), (basename, ("/a/b.txt",), "b.txt")):
         namespace: dict[str, object] = {}
-        exec(record.code, namespace)  # noqa: S102 - fixture code, in a fresh namespace
+        exec(record.code, namespace)  # fixture code, in a fresh namespace
         result = namespace["task_func"](*args)
         assert (result.tolist() if hasattr(result, "tolist") else result) == expected
 

@@ -327,7 +327,7 @@ def test_concurrent_searches_while_adding(lib: Library) -> None:
                 hits = lib.search("Reverse the characters of a string.", k=3)[0]
                 assert hits[0].record.name == "reverse_string" and len(hits) == 3
                 done += 1
-            except BaseException as exc:  # noqa: BLE001 - collected and re-raised below
+            except BaseException as exc:  # collected and re-raised below
                 errors.append(exc)
                 return done
         return done

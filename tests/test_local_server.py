@@ -133,7 +133,7 @@ def test_a_broken_model_file_fails_fast_with_the_log_tail(tmp_path, server: str)
     before = llama_server_pids()
     config = ServerConfig(model_path=bogus, alias="broken", startup_timeout_s=60, settings=ServerSettings(kind=server),
                           binary=find_server_binary())  # fmt: skip
-    with pytest.raises(TeacherUnavailableError, match="exited with code .* log tail"):
+    with pytest.raises(TeacherUnavailableError, match=r"exited with code .* log tail"):
         LocalServer(config).start()
     assert _wait_gone(llama_server_pids() - before) == set()
 

@@ -83,7 +83,7 @@ def test_corrupted_part_fails_the_hash_and_leaves_no_partial_file(fake_model: Em
     part = Path(sys.modules[fake_model.modules[1]].get_part_path())
     part.write_bytes(b"p" * len(PARTS[1]))  # same size, wrong bytes
     home = tmp_path / "home"
-    with pytest.raises(ModelAssemblyError, match="sha256.*corrupted"):
+    with pytest.raises(ModelAssemblyError, match=r"sha256.*corrupted"):
         assemble_model(fake_model, home)
     assert _leftovers(home) == []
 

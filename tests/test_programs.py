@@ -474,7 +474,7 @@ def test_direct_select_chooses_the_samples_that_agree_over_a_wrong_direct_answer
     assert [(h["kwargs"].get("rollout_id"), h["kwargs"].get("temperature")) for h in lm.history] == [
         (None, None), (1, 0.8), (2, 0.8), (None, None), (3, 0.8), (4, 0.8)]
     assert prediction.notes[-1].startswith("selected sample_1: group of 3 (sample_1, sample_3, sample_4)")
-    assert "kept" not in prediction.keys()
+    assert "kept" not in prediction
     json.dumps(selection.model_dump(mode="json"))  # lands in predictions.jsonl as it is
 
 
@@ -683,4 +683,4 @@ def test_amr_verified_is_compileable_and_amr_records_no_module_checks() -> None:
         "respond", "decompose", "generate", "evolve", "write_tests", "write_module_tests", "regenerate"]
     assert program.config.verify_k == 2 and program.config.guard
     answers = [{"response": DIRECT}, {"modules": SPECS}, RIGHT_MODULE, {"response": EVOLVED}, {"tests": TESTS}]
-    assert "module_checks" not in run("amr", answers, library=LIBRARY, executor=PythonExecutor()).keys()
+    assert "module_checks" not in run("amr", answers, library=LIBRARY, executor=PythonExecutor())

@@ -93,7 +93,8 @@ def test_invalid_toml_and_missing_files(tmp_path: Path) -> None:
     path = write(tmp_path, 'optimizer = "mipro\n')
     with pytest.raises(ConfigError, match=rf"^{path}: invalid TOML \(.*line 1"):
         load_recipe(str(path))
-    with pytest.raises(ConfigError, match=r"--recipe nope: unknown recipe; known: bootstrap, bootstrap-2core, gepa, mipro"):
+    unknown = r"--recipe nope: unknown recipe; known: bootstrap, bootstrap-2core, gepa, mipro"
+    with pytest.raises(ConfigError, match=unknown):
         load_recipe("nope")
     with pytest.raises(ConfigError, match="no such recipe file"):
         load_recipe(str(tmp_path / "absent.toml"))

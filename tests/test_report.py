@@ -232,19 +232,18 @@ def test_bad_variant_lists_are_refused(spec: str, match: str) -> None:
 def test_artifact_needs_a_manifest_naming_a_known_variant(tmp_path: Path) -> None:
     artifact = tmp_path / "prog.json"
     artifact.write_text("{}")
-    with pytest.raises(ConfigError, match="has no manifest prog.manifest.json"):
+    with pytest.raises(ConfigError, match=r"has no manifest prog.manifest.json"):
         parse_variant_entries(f"direct,{artifact}")
     (tmp_path / "prog.manifest.json").write_text('{"variant": "gpt4"}')
     with pytest.raises(ConfigError, match=r"unknown variant 'gpt4' \(from .*prog.manifest.json\)"):
         parse_variant_entries(f"direct,{artifact}")
     (tmp_path / "prog.manifest.json").write_text("[1]")
-    with pytest.raises(DataError, match="prog.manifest.json: expected an object with a string 'variant'"):
+    with pytest.raises(DataError, match=r"prog.manifest.json: expected an object with a string 'variant'"):
         parse_variant_entries(f"direct,{artifact}")
 
 
 def test_program_entry_loads_the_compiled_artifact(tmp_path: Path) -> None:
     from amr_dspy.programs import DirectProgram, build_program
-
     from tests.test_artifact import make_artifact
 
     compiled = build_program("direct")

@@ -82,7 +82,7 @@ def test_a_wheel_layout_resolves_to_the_package_data(monkeypatch: pytest.MonkeyP
 def test_missing_resources_are_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (tmp_path / "amr_dspy").mkdir()
     monkeypatch.setattr(resources, "files", lambda name: tmp_path / "amr_dspy")
-    with pytest.raises(ConfigError, match="no bundled resources .*reinstall amr-dspy"):
+    with pytest.raises(ConfigError, match=r"no bundled resources .*reinstall amr-dspy"):
         default_library()
 
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from amr_dspy._sandbox_worker import SANDBOX_UID_BASE
 from amr_dspy.errors import SandboxError
 from amr_dspy.sandbox import Sandbox, SandboxLimits, run_once
-from amr_dspy._sandbox_worker import SANDBOX_UID_BASE
 from amr_dspy.testcases import AssertTest, CallTest, ExecutionRequest, ExecutionResult, UnitTestModule
 from tests.sandbox_helpers import (
     alive,
@@ -30,7 +30,8 @@ from tests.sandbox_helpers import (
 SEEN_WORKERS: set[int] = set()
 # catches the in-process timer's exception and carries on (a bare `while True: pass` inside the try
 # would not: CPython 3.11 raises the signal's exception at the loop's jump, outside the handler's range)
-SWALLOWER = "def spin():\n    n = 0\n    while True:\n        try:\n            while True:\n                n += 1\n        except BaseException:\n            n = 0\n"
+SWALLOWER = ("def spin():\n    n = 0\n    while True:\n        try:\n            while True:\n                n += 1\n"
+             "        except BaseException:\n            n = 0\n")
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +94,8 @@ def test_assert_tests_run_in_the_solution_namespace(sandbox: Sandbox) -> None:
     ("code", "reason"),
     [
         ("def f(x) return x\n", "SyntaxError"),
-        ("import no_such_module_xyz\ndef f(x):\n    return x\n", "ModuleNotFoundError: No module named 'no_such_module_xyz'"),
+        ("import no_such_module_xyz\ndef f(x):\n    return x\n",
+         "ModuleNotFoundError: No module named 'no_such_module_xyz'"),
         ("def g(x):\n    return x\n", "does not define the entry point 'f'"),
         ("raise ValueError('bad top level')\n", "ValueError: bad top level (line 1"),
     ],
@@ -161,7 +163,8 @@ EVALPLUS_CASES = [
     ("mbpp", "f", "def f(x):\n    return x if x == 0.5 else [1, 2.0000001]\n", [([0.5], 0.5), ([1], [1, 2])], 0.0),
     ("mbpp", "f", "def f(x):\n    return [1, 2.0000001]\n", [([1], [1, 2])], 0.0),
     ("mbpp", "similar_elements", "def similar_elements(a, b):\n    return (5, 4)\n", [([[4, 5], [5, 4]], (4, 5))], 0.0),
-    ("humaneval", "similar_elements", "def similar_elements(a, b):\n    return (5, 4)\n", [([[4, 5], [5, 4]], (4, 5))], 0.0),
+    ("humaneval", "similar_elements", "def similar_elements(a, b):\n    return (5, 4)\n", [([[4, 5], [5, 4]], (4, 5))],
+     0.0),
     ("mbpp", "check_str", "def check_str(s):\n    return 'a match'\n", [(["abc"], True)], 0.0),
     ("mbpp", "check_str", "def check_str(s):\n    return None\n", [(["abc"], True)], 0.0),
     ("mbpp", "sum_div", "def sum_div(n):\n    return 0\n", [([7], 1)], 0.0),

@@ -23,7 +23,8 @@ SECRET = "amr-dspy-fake-secret-7f3c"
 SEEN_WORKERS: set[int] = set()
 # catches the in-process timer's exception and carries on (a bare `while True: pass` inside the try
 # would not: CPython 3.11 raises the signal's exception at the loop's jump, outside the handler's range)
-SWALLOWER = "def spin():\n    n = 0\n    while True:\n        try:\n            while True:\n                n += 1\n        except BaseException:\n            n = 0\n"
+SWALLOWER = ("def spin():\n    n = 0\n    while True:\n        try:\n            while True:\n                n += 1\n"
+             "        except BaseException:\n            n = 0\n")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,8 @@ def sandbox() -> Iterator[Sandbox]:
 def canary(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
     """A file outside the work dir: in pytest's tmp_path (the sandbox's own /tmp hides it), or in a
     world-readable folder next to this test that the child can see but, under another uid, not change."""
-    folder = tmp_path if request.param == "tmp_path" else Path(tempfile.mkdtemp(prefix=".canary-", dir=Path(__file__).parent))
+    folder = (tmp_path if request.param == "tmp_path"
+              else Path(tempfile.mkdtemp(prefix=".canary-", dir=Path(__file__).parent)))
     try:
         folder.chmod(0o755)
         path = folder / "canary.txt"
@@ -164,7 +166,8 @@ def test_sys_exit_inside_a_test(sandbox: Sandbox) -> None:
 
 
 def test_a_gigabyte_of_output_is_truncated(sandbox: Sandbox) -> None:
-    code = "import sys\ndef flood():\n    chunk = 'x' * (1 << 20)\n    for _ in range(1024):\n        sys.stdout.write(chunk)\n"
+    code = ("import sys\ndef flood():\n    chunk = 'x' * (1 << 20)\n    for _ in range(1024):\n"
+            "        sys.stdout.write(chunk)\n")
     result = attack(sandbox, code, "flood()", 30)
     assert [o.status for o in result.outcomes] == ["passed", "passed"]
     limit = sandbox.limits.max_output_bytes
@@ -184,13 +187,15 @@ def test_environment_secrets_are_not_visible(sandbox: Sandbox) -> None:
         "            pass\n"
         "    return found\n"
     )
-    test = f"leaked = leak([posix.getpid(), posix.getppid(), {os.getpid()}])\nassert {SECRET!r} not in str(leaked), leaked"
+    test = (f"leaked = leak([posix.getpid(), posix.getppid(), {os.getpid()}])\n"
+            f"assert {SECRET!r} not in str(leaked), leaked")
     result = attack(sandbox, code, test)
     assert result.outcomes[0].status == "passed", result.outcomes[0]
     for worker in sandbox.worker_pids:
         assert SECRET.encode() not in Path(f"/proc/{worker}/environ").read_bytes()
     env = attack(sandbox, "import os\n", "print(sorted(os.environ))")
-    assert env.stdout == "['HOME', 'LANG', 'MKL_NUM_THREADS', 'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'PATH', 'TMPDIR']\n"
+    assert env.stdout == ("['HOME', 'LANG', 'MKL_NUM_THREADS', 'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'PATH', "
+                          "'TMPDIR']\n")
 
 
 def test_network_connect_fails(sandbox: Sandbox) -> None:
@@ -199,7 +204,8 @@ def test_network_connect_fails(sandbox: Sandbox) -> None:
         server.listen()
         server.setblocking(False)
         port = server.getsockname()[1]
-        code = f"import socket\ndef call_home():\n    socket.create_connection(('127.0.0.1', {port}), timeout=2).close()\n"
+        code = ("import socket\ndef call_home():\n"
+                f"    socket.create_connection(('127.0.0.1', {port}), timeout=2).close()\n")
         status, message = first(attack(sandbox, code, "call_home()", 5))
         assert status == "error" and message.startswith("OSError: [Errno 101] Network is unreachable"), message
         with pytest.raises(BlockingIOError):
@@ -226,7 +232,8 @@ def test_os_kill_of_the_parent_is_refused(sandbox: Sandbox) -> None:
 
 def test_oversized_file_is_refused(sandbox: Sandbox) -> None:
     code = "import io\ndef fill():\n    with io.open('big.bin', 'wb') as fh:\n        fh.write(b'0' * (32 << 20))\n"
-    assert first(attack(sandbox, code, "fill()", 10)) == ("error", "OSError: [Errno 27] File too large (line 1: fill())")
+    too_large = ("error", "OSError: [Errno 27] File too large (line 1: fill())")
+    assert first(attack(sandbox, code, "fill()", 10)) == too_large
 
 
 def test_the_harness_result_channel_cannot_be_forged_loosely(sandbox: Sandbox) -> None:

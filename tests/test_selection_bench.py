@@ -51,8 +51,8 @@ def test_fewer_samples_replay_the_choice_by_hand(samples: int, chosen: str, pool
 
 
 @pytest.mark.parametrize(("samples", "early_exit_after", "pool"),
-                         [(0, 2, ["direct"]), (1, 2, ["direct", "sample_1"]), (2, 2, ["direct", "sample_1", "sample_2"]),
-                          (2, 0, ["direct"])])  # fmt: skip
+                         [(0, 2, ["direct"]), (1, 2, ["direct", "sample_1"]),
+                          (2, 2, ["direct", "sample_1", "sample_2"]), (2, 0, ["direct"])])  # fmt: skip
 def test_the_early_exit_stops_after_the_agreeing_samples_it_needs(samples: int, early_exit_after: int,
                                                                   pool: list[str]) -> None:  # fmt: skip
     winner, exited, candidates = replay(EASY, samples, early_exit_after)

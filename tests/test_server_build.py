@@ -48,7 +48,7 @@ def test_an_override_that_is_not_executable_is_a_one_line_error(
     plain = tmp_path / "llama-server"
     plain.write_text("")
     monkeypatch.setenv(LLAMA_SERVER_ENV, str(plain))
-    with pytest.raises(TeacherUnavailableError, match="AMR_DSPY_LLAMA_SERVER=.*not an executable"):
+    with pytest.raises(TeacherUnavailableError, match=r"AMR_DSPY_LLAMA_SERVER=.*not an executable"):
         find_server_binary()
     monkeypatch.setenv(LLAMA_SERVER_ENV, str(_executable(tmp_path / "mine")))
     assert find_server_binary() == tmp_path / "mine"
@@ -133,7 +133,7 @@ def test_only_the_vendored_llama_cpp_tree_is_unpacked(tmp_path: Path) -> None:
 
 def test_an_sdist_without_the_server_source_is_refused(tmp_path: Path) -> None:
     sdist = _sdist(tmp_path / "llama_cpp_python-9.9.9.tar.gz", ["llama_cpp_python-9.9.9/vendor/llama.cpp/README.md"])
-    with pytest.raises(TeacherUnavailableError, match="vendors no llama.cpp server source"):
+    with pytest.raises(TeacherUnavailableError, match=r"vendors no llama.cpp server source"):
         _unpack_vendored_source(sdist, tmp_path / "src")
 
 

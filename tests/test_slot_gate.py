@@ -8,8 +8,8 @@ import dspy
 import pytest
 from dspy.utils.dummies import DummyLM
 
-from amr_dspy.slot_gate import SlotGate, prompt_prefix_key
 from amr_dspy.server import ServerSettings
+from amr_dspy.slot_gate import SlotGate, prompt_prefix_key
 from amr_dspy.teacher import TeacherSpec
 
 

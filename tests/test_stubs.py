@@ -177,8 +177,8 @@ def test_compile_refuses_stub_test_and_dev_splits(train: str, dev: str, message:
 
 
 def test_compile_accepts_stub_train_and_dev_and_refuses_loaded_stub_test_tasks() -> None:
-    from amr_dspy.testcases import CallTest
     from amr_dspy.tasks import Task
+    from amr_dspy.testcases import CallTest
     from optimize.compile import check_split_specs, check_splits
 
     check_split_specs("mbpp+stub:train", "mbpp+stub:dev")

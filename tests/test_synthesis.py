@@ -391,7 +391,7 @@ def test_a_tie_on_the_records_tests_goes_to_the_direct_answer(sandbox: Sandbox) 
 
 def test_what_the_entry_point_never_reaches_is_pruned_from_the_kept_answer(sandbox: Sandbox) -> None:
     record = synthesize_scripted(sandbox, WORDS, Evolved(WORDS_BUGGY, WORDS_DIRECT + "\n\n" + MBPP_643),
-                                 WORDS_TESTS + ["assert text_match_wordz_middle('xzy')"])  # fmt: skip
+                                 [*WORDS_TESTS, "assert text_match_wordz_middle('xzy')"])  # fmt: skip
     assert record.kept == "evolved" and record.pruned == ["text_match_wordz_middle"]
     assert record.code == extract_code(WORDS_DIRECT + "import re\n")  # imports stay
     assert "text_match_wordz_middle" not in record.response and "def word_frequencies" in record.response
@@ -633,7 +633,7 @@ def test_a_run_writes_records_exports_library_and_summary_and_resumes(
     assert sorted(s["id"] for s in sft) == ["alpaca/0", "alpaca/1"]
     assert [m["role"] for m in sft[0]["messages"]] == ["user", "assistant"]
 
-    with pytest.raises(ConfigError, match="already holds a synthesis run .* pass --resume"):
+    with pytest.raises(ConfigError, match=r"already holds a synthesis run .* pass --resume"):
         prepare(job)
     other = write_jsonl(tmp_path / "other.jsonl", [{"instruction": "Write `x(y)`."}])
     with pytest.raises(ConfigError, match=f"was started on --input {inputs}, not {other}"):
@@ -649,7 +649,7 @@ def test_a_run_writes_records_exports_library_and_summary_and_resumes(
 
 def test_benchmark_named_inputs_may_not_grow_the_library(tmp_path: Path) -> None:
     inputs = write_jsonl(tmp_path / "humaneval_rewrites.jsonl", [{"instruction": "Write `f(x)`."}])
-    with pytest.raises(ConfigError, match="leakage.*pass --no-grow"):
+    with pytest.raises(ConfigError, match=r"leakage.*pass --no-grow"):
         prepare(job_for(tmp_path, inputs))
     assert prepare(job_for(tmp_path, inputs, grow=False)).batch.items[0].id == "humaneval_rewrites/0"
 
@@ -669,7 +669,7 @@ def test_without_a_library_a_run_neither_retrieves_nor_grows_and_resumes_only_wi
     assert json.loads((job.out / "run.json").read_text())["seed_library"] is None
     with pytest.raises(ConfigError, match="started without a module library; resume it with --no-library"):
         prepare(job.model_copy(update={"resume": True, "use_library": True}))
-    with pytest.raises(ConfigError, match="--library .* and --no-library: give one of them"):
+    with pytest.raises(ConfigError, match=r"--library .* and --no-library: give one of them"):
         prepare(job_for(tmp_path, inputs, out=tmp_path / "other", use_library=False))
 
 
@@ -701,13 +701,14 @@ def test_a_compiled_artifact_is_loaded_and_hashed(tmp_path: Path) -> None:
     program, digest = load_program("direct", artifact)
     assert program.respond.signature.instructions == "Answer tersely."
     assert digest == hashlib.sha256(artifact.read_bytes()).hexdigest()
-    with pytest.raises(ArtifactError, match="compiled for variant 'direct'|variant"):
+    with pytest.raises(ArtifactError, match=r"compiled for variant 'direct'|variant"):
         load_program("amr", artifact)
 
 
 def test_an_answer_in_another_language_says_so() -> None:
     from amr_dspy.synthesis import _no_code_message
 
-    assert _no_code_message("```sql\nSELECT 1\n```") == "the response's code is sql, not Python; only Python is verified"
+    sql = "the response's code is sql, not Python; only Python is verified"
+    assert _no_code_message("```sql\nSELECT 1\n```") == sql
     assert _no_code_message("Sure.\n```python\nx = (\n```") == "the response has no code"
     assert _no_code_message(None) == "the response has no code"

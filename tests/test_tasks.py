@@ -103,7 +103,7 @@ def test_humaneval_fixture_loads_prompt_as_instruction(monkeypatch: pytest.Monke
 
 @pytest.mark.parametrize("spec", ["mbpp+:valid", "humaneval+:train", "no-such-benchmark", "mbpp"])
 def test_unknown_specs_are_config_errors(spec: str) -> None:
-    with pytest.raises(ConfigError, match="benchmark|split"):
+    with pytest.raises(ConfigError, match=r"benchmark|split"):
         load_tasks(spec)
 
 

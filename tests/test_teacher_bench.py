@@ -55,8 +55,9 @@ def test_the_report_shows_rates_speedups_and_agreement(tmp_path: Path) -> None:
     report.notes.append("the cores were shared")
     text = markdown_report(report)
     assert text.endswith("- the cores were shared\n")
-    assert "| llama-server (8 slots, 2 threads, batch 2048/512, ngram-simple drafts) | 4 | 8 | 10.0 | 100.0 | 40.0 |" in text
-    assert "| `eval --variant direct` | llama-server (8 slots, 2 threads, batch 2048/512, ngram-simple drafts) | 40 | 2.50× | 50.0% |" in text
+    served = "llama-server (8 slots, 2 threads, batch 2048/512, ngram-simple drafts)"
+    assert f"| {served} | 4 | 8 | 10.0 | 100.0 | 40.0 |" in text
+    assert f"| `eval --variant direct` | {served} | 40 | 2.50× | 50.0% |" in text
     assert "| `eval --variant direct` | llama_cpp.server (one request at a time) | 100 | 1.00× | 50.0% |" in text
     assert "0 of 2 greedy answers differ" in text
 

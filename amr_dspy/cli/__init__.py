@@ -7,15 +7,17 @@ import sys
 from amr_dspy.cli._app import app, err_console
 from amr_dspy.errors import AmrDspyError
 
-# Importing a command module registers its commands on ``app``.
-from amr_dspy.cli import teacher as _teacher  # noqa: F401,E402
-from amr_dspy.cli import generate as _generate  # noqa: F401,E402
-from amr_dspy.cli import eval as _eval  # noqa: F401,E402
-from amr_dspy.cli import library as _library  # noqa: F401,E402
-from amr_dspy.cli import bench as _bench  # noqa: F401,E402
-from amr_dspy.cli import compare as _compare  # noqa: F401,E402
-from amr_dspy.cli import compile as _compile  # noqa: F401,E402
-from amr_dspy.cli import synthesize as _synthesize  # noqa: F401,E402
+# Importing a command module registers its commands on ``app``, in this order (the order of --help).
+# isort: off
+from amr_dspy.cli import teacher as _teacher  # noqa: F401
+from amr_dspy.cli import generate as _generate  # noqa: F401
+from amr_dspy.cli import eval as _eval  # noqa: F401
+from amr_dspy.cli import library as _library  # noqa: F401
+from amr_dspy.cli import bench as _bench  # noqa: F401
+from amr_dspy.cli import compare as _compare  # noqa: F401
+from amr_dspy.cli import compile as _compile  # noqa: F401
+from amr_dspy.cli import synthesize as _synthesize  # noqa: F401
+# isort: on
 
 __all__ = ["app", "main"]
 

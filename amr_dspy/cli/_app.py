@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from rich.console import Console
-
 import typer
+from rich.console import Console
 
 app = typer.Typer(
     name="amr-dspy",

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from amr_dspy.cli._app import bench_app, console
+
+if TYPE_CHECKING:
+    from amr_dspy.server import ServerSettings
 
 __all__ = ["bench_sandbox_command", "bench_decontam_command", "bench_selection_command"]
 
@@ -63,14 +65,14 @@ def _ints(text: str, option: str, *, minimum: int = 1) -> list[int]:
     return values
 
 
-def _sweep_settings(text: str) -> object:
+def _sweep_settings(text: str) -> ServerSettings:
     """``slots=16,threads=2,ubatch=256,batch=2048,spec=none`` → llama-server settings."""
     from amr_dspy.errors import ConfigError
     from amr_dspy.server import ServerSettings
 
     names = {"slots": "slots", "threads": "threads", "batch": "batch_size", "ubatch": "ubatch_size"}
     drafts = ("none", "ngram-simple")
-    values: dict[str, int | str] = {}
+    values: dict[str, Any] = {}  # ServerSettings keyword arguments
     for part in text.split(","):
         key, _, value = (p.strip() for p in part.partition("="))
         if key == "spec" and value in drafts:
@@ -103,7 +105,9 @@ def bench_teacher_command(
         list[str] | None, typer.Option(help=f"Run only these commands (of: {', '.join(_DEFAULT_COMMANDS)}).")
     ] = None,
     benchmark: Annotated[str, typer.Option("--benchmark", "-b", help="Benchmark of the eval commands.")] = "mbpp+:dev",
-    out: Annotated[Path, typer.Option(file_okay=False, help="Report folder.")] = Path("artifacts/reports/bench-teacher"),
+    out: Annotated[Path, typer.Option(file_okay=False, help="Report folder.")] = Path(
+        "artifacts/reports/bench-teacher"
+    ),
     append: Annotated[
         bool, typer.Option("--append", help="Add to the report already in --out (a bench run in parts).")
     ] = False,
@@ -158,7 +162,7 @@ def bench_teacher_command(
         save()
     for text in sweep or []:
         settings = _sweep_settings(text)
-        report.rates += measure_rates(spec.model, settings, [settings.slots], max_tokens=max_tokens,  # type: ignore[attr-defined]
+        report.rates += measure_rates(spec.model, settings, [settings.slots], max_tokens=max_tokens,
                                       binary=binary, say=say)  # fmt: skip
         save()
     if commands:

@@ -88,8 +88,8 @@ def compare_command(
     ] = False,
     threads: Annotated[
         int,
-        typer.Option(min=1, help="Tasks run through a program in parallel (dspy.Evaluate "
-                     "threads); the local teacher takes as many calls at once as it has slots, by prompt prefix."),  # fmt: skip
+        typer.Option(min=1, help="Tasks run through a program in parallel (dspy.Evaluate threads); the local "
+                     "teacher takes as many calls at once as it has slots, by prompt prefix."),  # fmt: skip
     ] = 8,
     workers: Annotated[int, typer.Option(min=1, help="Sandbox worker processes executing solutions.")] = 2,
     resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for the intervals.")] = 10_000,

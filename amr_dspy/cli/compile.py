@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Group
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
@@ -119,24 +119,28 @@ def compile_command(
     module_library, library_id = retrieval_library([variant], library, no_library)
 
     limits = execution_limits([*trainset, *devset])
-    with Sandbox(limits, workers=workers) as sandbox, ExecutionMetric(sandbox) as metric:
-        with teacher_session(spec) as lm, _ProgressDisplay() as show_event:
-            result = compile_program(
-                variant,
-                chosen,
-                trainset,
-                devset,
-                out,
-                metric=metric,
-                teacher=TeacherInfo.from_spec(spec, served_by(lm)),
-                train_spec=train if train_limit is None else f"{train} (first {train_limit})",
-                dev_spec=dev if dev_limit is None else f"{dev} (first {dev_limit})",
-                program_options={"library": module_library, "executor": sandbox, "guard": guard,
-                                 "samples": select_samples},  # fmt: skip
-                library=library_id,
-                fresh=fresh,
-                on_event=show_event,
-            )
+    with (
+        Sandbox(limits, workers=workers) as sandbox,
+        ExecutionMetric(sandbox) as metric,
+        teacher_session(spec) as lm,
+        _ProgressDisplay() as show_event,
+    ):
+        result = compile_program(
+            variant,
+            chosen,
+            trainset,
+            devset,
+            out,
+            metric=metric,
+            teacher=TeacherInfo.from_spec(spec, served_by(lm)),
+            train_spec=train if train_limit is None else f"{train} (first {train_limit})",
+            dev_spec=dev if dev_limit is None else f"{dev} (first {dev_limit})",
+            program_options={"library": module_library, "executor": sandbox, "guard": guard,
+                             "samples": select_samples},  # fmt: skip
+            library=library_id,
+            fresh=fresh,
+            on_event=show_event,
+        )
     _print_summary(result)
 
 
@@ -145,7 +149,7 @@ class _ProgressDisplay:
 
     def __init__(self) -> None:
         self._progress: Progress | None = None
-        self._bar: int | None = None
+        self._bar: TaskID | None = None
         self._passed = 0
         self._lock = threading.Lock()
 

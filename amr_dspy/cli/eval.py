@@ -70,8 +70,8 @@ def eval_command(
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N tasks of the benchmark.")] = None,
     threads: Annotated[
         int,
-        typer.Option(min=1, help="Tasks run through the program in parallel (dspy.Evaluate "
-                     "threads); the local teacher takes as many calls at once as it has slots, by prompt prefix."),  # fmt: skip
+        typer.Option(min=1, help="Tasks run through the program in parallel (dspy.Evaluate threads); the local "
+                     "teacher takes as many calls at once as it has slots, by prompt prefix."),  # fmt: skip
     ] = 8,
     workers: Annotated[int, typer.Option(min=1, help="Sandbox worker processes executing solutions.")] = 2,
     out: Annotated[
@@ -169,11 +169,11 @@ def eval_command(
     if crosscheck and dataset == "bigcodebench":
         reference = _crosscheck_bigcodebench(samples_path, results, out, workers)
         results.crosscheck = reference.summary(out / "bigcodebench" / "crosscheck.json")
-    elif crosscheck:
+    elif crosscheck and dataset in ("mbpp", "humaneval"):  # the only other datasets --crosscheck accepts
         with console.status("running evalplus.evaluate on the same samples"):
             results.crosscheck = crosscheck_evalplus(
                 samples_path, results, dataset, workdir=out / "evalplus", parallel=workers
-            )  # type: ignore[arg-type]
+            )
     write_results(out / "results.json", results)
     raise_if_all_failed(results)
     _report(results, out, show_tasks if show_tasks is not None else len(tasks) <= 30, reference)

@@ -10,7 +10,15 @@ from typing import Annotated
 import typer
 
 from amr_dspy.cli._app import app, console
-from amr_dspy.cli._options import ApiBaseOpt, ApiKeyOpt, MaxTokensOpt, NoCacheOpt, TeacherOpt, teacher_session, teacher_spec
+from amr_dspy.cli._options import (
+    ApiBaseOpt,
+    ApiKeyOpt,
+    MaxTokensOpt,
+    NoCacheOpt,
+    TeacherOpt,
+    teacher_session,
+    teacher_spec,
+)
 from amr_dspy.errors import ConfigError, TeacherUnavailableError
 
 SAMPLE_FILE = Path(__file__).resolve().parent.parent / "data" / "sample_instructions.jsonl"
@@ -47,7 +55,8 @@ def generate(
                     prediction = program(instruction=text, entry_point=entry_point)
                 except Exception as exc:  # LiteLLM/DSPy raise many types; the user needs one line
                     raise TeacherUnavailableError(
-                        f"teacher {spec.name} failed on {item_id}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                        f"teacher {spec.name} failed on {item_id}: "
+                        f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
                     ) from None
             seconds = time.monotonic() - started
             console.print(answer_panel(f"{item_id} · {variant}", text, prediction.response, prediction.code,

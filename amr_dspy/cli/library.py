@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -29,7 +29,7 @@ LibraryDir = Annotated[
 ]
 
 
-class ExportFormat(str, Enum):
+class ExportFormat(StrEnum):
     jsonl = "jsonl"
     parquet = "parquet"
 
@@ -143,8 +143,15 @@ def add(
     source: Annotated[str, typer.Option(help="Provenance source recorded for the modules.")] = "manual",
 ) -> None:
     """Add the top-level functions of a file you vouch for (recorded as verification method 'manual')."""
-    from amr_dspy.library import Library, Provenance, Verification, describe, describe_from_signature
-    from amr_dspy.library import record_from_module, split_modules
+    from amr_dspy.library import (
+        Library,
+        Provenance,
+        Verification,
+        describe,
+        describe_from_signature,
+        record_from_module,
+        split_modules,
+    )
 
     library = Library.open(directory)
     modules = split_modules(_read_text(file), label=str(file))

@@ -143,7 +143,9 @@ def synthesize_command(
         bool, typer.Option("--decontaminate/--no-decontaminate", help="Drop instructions and responses that "
                            "overlap HumanEval or MBPP (on by default).")  # fmt: skip
     ] = True,
-    ngram: Annotated[int, typer.Option(min=0, help="Normalized code-token n-gram length of the overlap check (0: off).")] = 15,
+    ngram: Annotated[
+        int, typer.Option(min=0, help="Normalized code-token n-gram length of the overlap check (0: off).")
+    ] = 15,
     similarity_threshold: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Embedding cosine similarity to a benchmark prompt at which an "
                             "instruction is dropped (0: off).")  # fmt: skip

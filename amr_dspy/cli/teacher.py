@@ -20,7 +20,9 @@ _CHECK_PROMPT = "Write a Python function add(a, b) that returns the sum of a and
 @teacher_app.command("build-server")
 def build_server_command(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if the binary is already there.")] = False,
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Parallel compile jobs (default: cores).")] = None,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", min=1, help="Parallel compile jobs (default: cores).")
+    ] = None,
 ) -> None:
     """Build llama.cpp's batching llama-server from the pinned llama-cpp-python sdist into the user cache."""
     from amr_dspy.server_build import build_server
@@ -57,7 +59,8 @@ def serve(
     try:
         console.print(f"[green]serving[/] {model.alias} with {settings.describe()} at [bold]{server.api_base}[/] "
                       "(Ctrl-C to stop)")
-        console.print(f'use it as: dspy.LM("hosted_vllm/{model.alias}", api_base="{server.api_base}", api_key="sk-local")')
+        console.print(f'use it as: dspy.LM("hosted_vllm/{model.alias}", api_base="{server.api_base}", '
+                      'api_key="sk-local")')
         while server.pid is not None:
             time.sleep(1)
     except KeyboardInterrupt:

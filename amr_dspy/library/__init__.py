@@ -8,6 +8,7 @@ them), recording per-source ``SourceCounts`` in the manifest.
 
 from __future__ import annotations
 
+from amr_dspy.library.counts import SourceCounts
 from amr_dspy.library.embedding import (
     MINILM_NAME,
     CallableEmbedder,
@@ -21,7 +22,6 @@ from amr_dspy.library.embedding import (
 from amr_dspy.library.index import IndexKind, IndexParams, VectorIndex
 from amr_dspy.library.modules import FunctionModule, describe, describe_from_signature, split_modules
 from amr_dspy.library.records import Hit, ModuleRecord, Provenance, Verification, code_hash, module_text, normalize_code
-from amr_dspy.library.counts import SourceCounts
 from amr_dspy.library.seed import SeedReport, check_train_only, check_train_spec, record_from_module, seed_from_tasks
 from amr_dspy.library.standalone import unresolved_names
 from amr_dspy.library.store import Library, LibraryStats, Manifest

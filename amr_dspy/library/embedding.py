@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -106,7 +107,7 @@ class HashingEmbedder:
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
         for row, text in enumerate(texts):
             words = [w for w in re.split(r"[^a-z0-9]+", text.lower()) if w]
-            for feature in words + [f"{a} {b}" for a, b in zip(words, words[1:])]:
+            for feature in words + [f"{a} {b}" for a, b in itertools.pairwise(words)]:
                 digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
                 slot = int.from_bytes(digest[:4], "little") % self._dim
                 out[row, slot] += 1.0 if digest[4] & 1 else -1.0
@@ -171,11 +172,11 @@ def _load_minilm(device: str | None) -> Any:
 
     # A progress bar per load would litter every command's output; restore the user's setting after.
     bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
     try:
         return SentenceTransformer(str(path), device=device)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load the embedding model from {path}: {exc}".splitlines()[0]) from exc
     finally:
         if bars:
-            hf_logging.enable_progress_bar()
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated

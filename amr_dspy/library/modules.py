@@ -15,6 +15,10 @@ __all__ = ["FunctionModule", "split_modules", "describe", "describe_from_signatu
 
 _OPEN, _CLOSE = "([{", ")]}"
 _FUNCTION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef)
+# the top-level statements a module's code may need besides itself
+_Context = (
+    ast.Import | ast.ImportFrom | ast.Assign | ast.AnnAssign | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
+)
 _SKIP_TOKENS = {tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT}
 
 
@@ -118,7 +122,7 @@ def _signature(lines: list[str], fn: ast.FunctionDef | ast.AsyncFunctionDef) -> 
         )
     ]
     out: list[str] = []
-    for prev, tok in zip([None, *kept], kept):
+    for prev, tok in zip([None, *kept], kept, strict=False):
         if prev is not None and prev.end[0] == tok.start[0]:
             out.append(text_lines[tok.start[0] - 1][prev.end[1] : tok.start[1]])
         elif prev is not None and not (prev.string in _OPEN or tok.string in _CLOSE):
@@ -130,9 +134,9 @@ def _signature(lines: list[str], fn: ast.FunctionDef | ast.AsyncFunctionDef) -> 
 def _calls(fn: ast.AST, names: set[str]) -> list[str]:
     seen: list[str] = []
     for node in ast.walk(fn):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names:
-            if node.func.id not in seen:
-                seen.append(node.func.id)
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names
+                and node.func.id not in seen):
+            seen.append(node.func.id)
     return seen
 
 
@@ -140,7 +144,7 @@ def _used_names(fn: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(fn) if isinstance(n, ast.Name)}
 
 
-def _needs(fn: ast.AST, context: list[ast.stmt]) -> list[ast.stmt]:
+def _needs(fn: ast.AST, context: list[_Context]) -> list[_Context]:
     """The statements of ``context`` that ``fn`` uses, directly or through each other, in source order."""
     wanted, chosen = _used_names(fn), set()
     changed = True
@@ -158,15 +162,16 @@ def _needs(fn: ast.AST, context: list[ast.stmt]) -> list[ast.stmt]:
 
 
 def _first_line(node: ast.stmt) -> int:
-    return min([d.lineno for d in getattr(node, "decorator_list", [])] + [node.lineno])
+    decorators: list[ast.expr] = getattr(node, "decorator_list", [])
+    return min([d.lineno for d in decorators] + [node.lineno])
 
 
-def _bound_names(node: ast.stmt) -> set[str]:
+def _bound_names(node: _Context) -> set[str]:
     if isinstance(node, ast.Import):
         return {a.asname or a.name.split(".")[0] for a in node.names}
     if isinstance(node, ast.ImportFrom):
         return {a.asname or a.name for a in node.names}
     if isinstance(node, (ast.ClassDef, *_FUNCTION_NODES)):
         return {node.name}
-    targets = node.targets if isinstance(node, ast.Assign) else [node.target]  # type: ignore[attr-defined]
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
     return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}

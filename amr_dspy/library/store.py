@@ -243,8 +243,8 @@ class Library:
                 return [[] for _ in range(len(vectors))]
             scores, positions = self._index.search(vectors, min(k, len(self._records)))
             return [
-                [Hit(record=self._records[p], score=float(s)) for s, p in zip(row_s, row_p) if p >= 0]
-                for row_s, row_p in zip(scores, positions)
+                [Hit(record=self._records[p], score=float(s)) for s, p in zip(row_s, row_p, strict=True) if p >= 0]
+                for row_s, row_p in zip(scores, positions, strict=True)
             ]
 
     def has_code(self, code: str) -> bool:
