@@ -142,4 +142,5 @@ def test_the_select_samples_help_names_select_configs_default() -> None:
     from amr_dspy.programs import AMRSelectConfig, SelectConfig
 
     help_text = SelectSamplesOpt.__metadata__[0].help
-    assert f"(default {SelectConfig().samples} for direct-select, {AMRSelectConfig().samples} for amr-select)" in help_text
+    defaults = f"(default {SelectConfig().samples} for direct-select, {AMRSelectConfig().samples} for amr-select)"
+    assert defaults in help_text
