@@ -524,8 +524,8 @@ def test_select_samples_sets_how_many_answers_direct_select_samples(
     default = _eval_direct_select(cli, monkeypatch, tmp_path / "default")
     assert default.exit_code == 0, default.output
     candidates = [len(r["selection"]["candidates"]) for r in _predictions(tmp_path / "default")]
-    assert candidates == [3, 5, 3]  # SelectConfig: 4 samples, an early exit after 2 that agree
-    assert json.loads((tmp_path / "default" / "results.json").read_text())["program_config"]["samples"] == 4
+    assert candidates == [3, 9, 3]  # SelectConfig: 8 samples, an early exit after 2 that agree
+    assert json.loads((tmp_path / "default" / "results.json").read_text())["program_config"]["samples"] == 8
 
 
 def test_a_checkpoint_made_with_other_select_samples_is_refused(
