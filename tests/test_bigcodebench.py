@@ -31,15 +31,7 @@ from amr_dspy.sandbox import Sandbox
 from amr_dspy.tasks import BENCHMARK_SPECS, Task, benchmark_name, hidden_test_set, load_tasks
 from amr_dspy.testcases import UnitTestModule
 from optimize.compile import check_split_specs, check_splits
-
-FAKE_LIB = "amr_dspy_fake_bcb_lib"  # never installed
-PASSING_TEST = """import unittest
-class TestCases(unittest.TestCase):
-    def test_one(self):
-        self.assertEqual(task_func(1), 2)
-    def test_two(self):
-        self.assertEqual(task_func(2), 3)
-"""
+from tests.bigcodebench_helpers import FAKE_LIB, PASSING_TEST
 
 
 def row(n: int, *, libs: list[str], body: str = "    return x + 1\n", imports: str = "",

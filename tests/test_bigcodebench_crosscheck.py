@@ -21,15 +21,9 @@ from amr_dspy.bigcodebench_crosscheck import (
 )
 from amr_dspy.errors import ConfigError
 from amr_dspy.evaluation import EvalResults, TaskResult, write_samples
+from tests.bigcodebench_helpers import FAKE_LIB
+from tests.bigcodebench_helpers import PASSING_TEST as TEST
 
-FAKE_LIB = "amr_dspy_fake_bcb_lib"  # never installed
-TEST = """import unittest
-class TestCases(unittest.TestCase):
-    def test_one(self):
-        self.assertEqual(task_func(1), 2)
-    def test_two(self):
-        self.assertEqual(task_func(2), 3)
-"""
 CANONICAL = "def task_func(x):\n    return x + 1\n"
 
 

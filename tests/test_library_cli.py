@@ -21,6 +21,7 @@ from amr_dspy.library import MINILM_NAME, HashingEmbedder, Library
 from amr_dspy.tasks import Task
 from amr_dspy.teacher import TeacherSpec
 from amr_dspy.testcases import CallTest
+from tests.bigcodebench_helpers import FAKE_LIB, PASSING_TEST
 
 TWO_FUNCTIONS = '''\
 def celsius_to_fahrenheit(c: float) -> float:
@@ -190,15 +191,7 @@ def test_build_refuses_non_training_tasks_before_running_them(
     assert not (tmp_path / "dev").exists()
 
 
-BCB_TEST = """import unittest
-import os
-class TestCases(unittest.TestCase):
-    def test_one(self):
-        self.assertEqual(task_func(1), 2)
-    def test_two(self):
-        self.assertEqual(task_func(2), 3)
-"""
-FAKE_LIB = "amr_dspy_fake_bcb_lib"  # never installed
+BCB_TEST = "import os\n" + PASSING_TEST  # os only from the test module: task 1 below
 
 
 def bcb_row(n: int, code_prompt: str, body: str, libs: list[str]) -> dict[str, str]:
