@@ -488,8 +488,13 @@ def evaluate_program(
     pending = [t for t in tasks if t.task_id not in recorder.results]
     instrumented = _instrumented(program)
     started = time.perf_counter()
-    run_parallel(lambda example: recorder(example, instrumented(**example.inputs())),
-                 [task_to_example(t) for t in pending], threads=threads)  # fmt: skip
+    try:
+        run_parallel(lambda example: recorder(example, instrumented(**example.inputs())),
+                     [task_to_example(t) for t in pending], threads=threads)  # fmt: skip
+    except BaseException:
+        if checkpoint is not None:
+            checkpoint.close()  # before the caller closes the sandbox under the threads still running
+        raise
     wall_s = time.perf_counter() - started + (checkpoint.prior_wall_s if checkpoint else 0.0)
     for task in tasks:  # only a bug in checking itself leaves a task unrecorded
         if task.task_id not in recorder.results:

@@ -66,7 +66,7 @@ class EvalCheckpoint:
         self.key = key
         self.session = uuid.uuid4().hex[:12]
         self._lock = threading.Lock()
-        self._finished = False
+        self._closed = False
         if fresh:
             self.path.unlink(missing_ok=True)
         self.done: dict[str, Finished] = {}
@@ -101,13 +101,22 @@ class EvalCheckpoint:
         line = Finished(key=self.key, session=self.session, elapsed_s=elapsed_s,
                         result=result.model_dump(mode="json"), record=record).model_dump_json()  # fmt: skip
         with self._lock:
-            if self._finished:
+            if self._closed:
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("ab") as handle:
                 handle.write(line.encode() + b"\n")
                 handle.flush()
                 os.fsync(handle.fileno())
+
+    def close(self) -> None:
+        """Take no more tasks; what is in the file stays for the next session to resume from.
+
+        An interrupted run's threads keep going after the interrupt, into a sandbox and teacher that are shutting
+        down; what they finish then is not a result and must not be resumed as one.
+        """
+        with self._lock:
+            self._closed = True
 
     def finish(self) -> None:
         """The run is complete and its results are written: the checkpoint has done its job.
@@ -116,5 +125,5 @@ class EvalCheckpoint:
         finish after this, and must not leave a checkpoint behind in a finished eval folder.
         """
         with self._lock:
-            self._finished = True
+            self._closed = True
             self.path.unlink(missing_ok=True)

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import _thread
 import json
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +27,7 @@ from amr_dspy.evaluation import (
 )
 from amr_dspy.extract import extract_code
 from amr_dspy.programs import ModuleCheck
+from amr_dspy.resume import EvalCheckpoint
 from amr_dspy.sandbox import Sandbox
 from amr_dspy.tasks import Task, load_tasks
 from tests.evalplus_helpers import use_humaneval_fixture, use_mbpp_subset
@@ -180,6 +184,41 @@ def test_evaluate_program_records_each_task(fixture_tasks: list[Task], sandbox: 
     assert results.lm_calls == 2
     assert "def digit_sum" in (records["FixtureEval/0"]["code"] or "")
     assert records["FixtureEval/1"]["response"] == "I am not sure how to do that."
+
+
+class _InterruptedMidRun(dspy.Module):
+    """digit_sum answers at once; interleave then presses Ctrl-C while mean_gap is still with the teacher, which
+    answers only after the interrupt, when the sandbox and teacher are going away (as an interrupted eval's are)."""
+
+    def __init__(self, checkpoint: EvalCheckpoint) -> None:
+        super().__init__()
+        self.checkpoint, self.release, self.answered = checkpoint, threading.Event(), threading.Event()
+
+    def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
+        if entry_point == "mean_gap":
+            self.release.wait(10)
+            self.answered.set()
+            raise RuntimeError("sandbox: run() called after close()")
+        if entry_point == "interleave":
+            while "digit_sum" not in "".join(self.checkpoint.path.read_text() if self.checkpoint.path.exists() else ""):
+                time.sleep(0.01)
+            _thread.interrupt_main()
+        return dspy.Prediction(response="", code="def digit_sum(n):\n    return sum(map(int, str(n)))\n")
+
+
+def test_tasks_finishing_after_an_interrupt_are_not_checkpointed(fixture_tasks: list[Task], sandbox: Sandbox,
+                                                                 tmp_path: Path) -> None:  # fmt: skip
+    checkpoint = EvalCheckpoint(tmp_path, "k1")
+    program = _InterruptedMidRun(checkpoint)
+    before = set(threading.enumerate())
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_program(program, fixture_tasks, sandbox, benchmark="humaneval+", threads=3, checkpoint=checkpoint)
+    program.release.set()
+    assert program.answered.wait(10)
+    for thread in set(threading.enumerate()) - before:
+        thread.join(10)
+    resumed = EvalCheckpoint(tmp_path, "k1").done
+    assert "FixtureEval/0" in resumed and "FixtureEval/1" not in resumed  # mean_gap runs again next session
 
 
 class _Kept(dspy.Module):

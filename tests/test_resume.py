@@ -42,6 +42,14 @@ def test_a_straggler_finishing_after_the_run_leaves_no_checkpoint(tmp_path: Path
     assert not (tmp_path / PROGRESS_FILE).exists()
 
 
+def test_a_closed_checkpoint_keeps_its_file_and_takes_nothing_more(tmp_path: Path) -> None:
+    checkpoint = EvalCheckpoint(tmp_path, "k1")
+    checkpoint.add(_result("T/0"), {"code": "x"}, elapsed_s=1.0)
+    checkpoint.close()  # the run was interrupted
+    checkpoint.add(_result("T/1"), {"code": "y"}, elapsed_s=2.0)
+    assert list(EvalCheckpoint(tmp_path, "k1").done) == ["T/0"]
+
+
 def test_a_line_cut_short_by_a_kill_is_dropped(tmp_path: Path) -> None:
     EvalCheckpoint(tmp_path, "k1").add(_result("T/0"), {"code": "x"}, elapsed_s=1.0)
     with (tmp_path / PROGRESS_FILE).open("ab") as handle:
