@@ -46,6 +46,7 @@ __all__ = [
     "observed",
     "outcome_key",
     "probe",
+    "settled",
 ]
 
 DIRECT = "direct"
@@ -335,6 +336,14 @@ def _reason(winner: Group, top: list[Group], groups: list[Group], n_examples: in
     return text
 
 
+def settled(runs: Sequence[CandidateRun]) -> bool:
+    """Whether no further candidate can change the choice: the teacher wrote no test beyond the instruction's
+    examples and the direct answer passes every example (if there are any). Every group then scores 0, the direct
+    answer's group is eligible and ties go to it, so samples (or an evolved answer) would only cost tokens."""
+    direct = runs[0]
+    return direct.kind == "direct" and direct.runnable and not direct.tests and direct.passes_everything
+
+
 def exits_early(runs: Sequence[CandidateRun], needed: int) -> bool:
     """Whether the pipeline can stop at the direct answer: it passes every example and every teacher test (at least
     one), and the first ``needed`` samples have the same signature, so more samples would only agree with it."""
@@ -377,6 +386,9 @@ class CandidatePool:
 
     def exits_early(self, needed: int) -> bool:
         return exits_early(self._runs, needed)
+
+    def settled(self) -> bool:
+        return settled(self._runs)
 
     def selection(self, *, early_exit: bool = False) -> Selection:
         chosen, groups, reason = choose(self._runs)

@@ -568,11 +568,26 @@ class _Selecting:
     _on_early_exit = "no more samples"
 
     def _start(self, instruction: str, entry_point: str | None,
-               notes: list[str]) -> tuple[dict[str, dspy.Prediction], CandidatePool]:  # fmt: skip
-        """The direct answer and the first samples, and the pool they open (enough for the early exit)."""
+               notes: list[str]) -> tuple[dict[str, dspy.Prediction], CandidatePool, str | None]:  # fmt: skip
+        """The direct answer, the pool it opens with the teacher's tests and the first samples, and why the pool
+        can stop there (None: it cannot). Samples are drawn only when they can change the choice."""
+        first = range(1, self.config.first_samples + 1)
         answers = {DIRECT: _direct_answer(self.respond, notes, instruction, entry_point)}
-        answers |= self._sample(instruction, range(1, self.config.first_samples + 1), notes)
-        return answers, self._open_pool(instruction, entry_point, answers, notes)
+        sampled = extract_code(answers[DIRECT].response, entry_point) is None  # the tests need a sample's function
+        if sampled:
+            answers |= self._sample(instruction, first, notes)
+        pool = self._open_pool(instruction, entry_point, answers, notes)
+        if pool.settled():
+            return answers, pool, _settled_reason(len(pool.examples))
+        if not sampled:
+            more = self._sample(instruction, first, notes)
+            for candidate in _candidates(more, entry_point):
+                pool.add(candidate)
+            answers |= more
+        if pool.exits_early(self.config.first_samples):
+            return answers, pool, (f"the direct answer passed every example and unit test and the first "
+                                   f"{self.config.first_samples} sample(s) agree with it")  # fmt: skip
+        return answers, pool, None
 
     def _sample(self, instruction: str, numbers: range, notes: list[str]) -> dict[str, dspy.Prediction]:
         """Answers ``sample_<number>`` drawn at temperature > 0; a sample the teacher botches is a note, no error."""
@@ -602,15 +617,20 @@ class _Selecting:
         return pool
 
     def _finish(self, pool: CandidatePool, answers: dict[str, dspy.Prediction], entry_point: str | None,
-                notes: list[str], *, early_exit: bool = False, **extra: Any) -> dspy.Prediction:  # fmt: skip
-        selection = pool.selection(early_exit=early_exit)
-        if early_exit:
-            notes.append(f"early exit: the direct answer passed every example and unit test and the first "
-                         f"{self.config.first_samples} sample(s) agree with it; {self._on_early_exit}")  # fmt: skip
+                notes: list[str], *, early_exit: str | None = None, **extra: Any) -> dspy.Prediction:  # fmt: skip
+        selection = pool.selection(early_exit=early_exit is not None)
+        if early_exit is not None:
+            notes.append(f"early exit: {early_exit}; {self._on_early_exit}")
         notes.append(f"selected {selection.chosen}: {selection.reason}")
         _keep_in_trace(answers, selection.chosen)
         return _result(pool.response(selection.chosen), entry_point, answers[DIRECT].response, notes,
                        selection=selection, **extra)  # fmt: skip
+
+
+def _settled_reason(examples: int) -> str:
+    stated = (f"beyond the instruction's {examples} example(s), which the direct answer passes" if examples
+              else "and the instruction states no example")  # fmt: skip
+    return f"the teacher wrote no unit test {stated}, so no sample could change the choice"
 
 
 def _candidates(answers: dict[str, dspy.Prediction], entry_point: str | None) -> list[Candidate]:
@@ -648,9 +668,9 @@ class DirectSelectProgram(_Selecting, _Program):
     def solve(self, instruction: str, entry_point: str | None) -> dspy.Prediction:
         cfg = self.config
         notes: list[str] = []
-        answers, pool = self._start(instruction, entry_point, notes)
-        if pool.exits_early(cfg.first_samples):
-            return self._finish(pool, answers, entry_point, notes, early_exit=True)
+        answers, pool, early_exit = self._start(instruction, entry_point, notes)
+        if early_exit is not None:
+            return self._finish(pool, answers, entry_point, notes, early_exit=early_exit)
 
         more = self._sample(instruction, range(cfg.first_samples + 1, cfg.samples + 1), notes)
         for candidate in _candidates(more, entry_point):
@@ -683,9 +703,9 @@ class AMRSelectProgram(_Selecting, AMRProgram):
     def solve(self, instruction: str, entry_point: str | None) -> dspy.Prediction:
         cfg = self.config
         notes: list[str] = []
-        answers, pool = self._start(instruction, entry_point, notes)
-        if pool.exits_early(cfg.first_samples):
-            return self._finish(pool, answers, entry_point, notes, early_exit=True)
+        answers, pool, early_exit = self._start(instruction, entry_point, notes)
+        if early_exit is not None:
+            return self._finish(pool, answers, entry_point, notes, early_exit=early_exit)
 
         evolution = self._evolve(instruction, answers[DIRECT].response, notes)
         if evolution.response is None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from amr_dspy.agreement import CandidateRun, Selection, choose, exits_early
+from amr_dspy.agreement import CandidateRun, Selection, choose, exits_early, settled
 from amr_dspy.errors import ConfigError
 from amr_dspy.evaluation import check_solutions, execution_limits
 from amr_dspy.sandbox import Sandbox
@@ -74,6 +74,8 @@ def replay(selection: Selection, samples: int, early_exit_after: int) -> tuple[C
     runs = selection.candidates
     direct, drawn = runs[0], [r for r in runs if r.kind == "sample"]
     evolved = [r for r in runs if r.kind == "evolved"]
+    if settled([direct]):
+        return direct, True, [direct]
     first = min(early_exit_after, samples)
     opening = [direct, *drawn[:first]]
     if exits_early(opening, first):

@@ -22,6 +22,7 @@ from amr_dspy.agreement import (
     observed,
     outcome_key,
     probe,
+    settled,
 )
 from amr_dspy.sandbox import Sandbox
 from amr_dspy.testcases import AssertTest, ExecutionRequest, ExecutionResult, TestOutcome
@@ -135,6 +136,22 @@ def test_the_early_exit(runs: list[CandidateRun], fires: bool) -> None:
 def test_no_samples_needed_exits_on_a_direct_answer_passing_everything() -> None:
     assert exits_early([run("direct", ["pass"])], needed=0)
     assert not exits_early([run("direct", [A])], needed=0)
+
+
+@pytest.mark.parametrize(
+    ("direct", "settles"),
+    [
+        (run("direct", [], ["pass"]), True),  # no test beyond the example, which direct passes: every group scores 0
+        (run("direct", []), True),  # no example, no test: nothing can tell candidates apart
+        (run("direct", [], [A]), False),  # a sample passing the example would be chosen
+        (run("direct", ["pass"], ["pass"]), False),  # a larger group passing the test could outscore direct's
+        (run("direct", [], ["pass"], code=None), False),
+    ],
+)
+def test_the_choice_is_settled_only_when_no_other_candidate_could_win(direct: CandidateRun, settles: bool) -> None:
+    assert settled([direct]) is settles
+    if settles:  # whatever samples would have come, the choice is direct
+        assert choose([direct, run("sample_1", [], direct.examples, code="y = 2\n")])[0].name == "direct"
 
 
 # --------------------------------------------------------------------------------------------

@@ -461,7 +461,7 @@ def select(variant: str, answers: list[dict[str, Any]], sandbox: Any, instructio
 
 
 def test_direct_select_chooses_the_samples_that_agree_over_a_wrong_direct_answer(sandbox: Any) -> None:
-    answers = [{"response": DIRECT}, {"response": SUM}, {"response": PRODUCT}, SUM_TESTS, {"response": SUM},
+    answers = [{"response": DIRECT}, SUM_TESTS, {"response": SUM}, {"response": PRODUCT}, {"response": SUM},
                {"response": SUM}]  # fmt: skip
     prediction, lm = select("direct-select", answers, sandbox)
     assert prediction.response == SUM and prediction.direct_response == DIRECT and "a + b" in prediction.code
@@ -472,7 +472,7 @@ def test_direct_select_chooses_the_samples_that_agree_over_a_wrong_direct_answer
         (["direct"], 1, 1), (["sample_1", "sample_3", "sample_4"], 3, 9), (["sample_2"], 2, 2)]
     assert [c.tests_passed for c in selection.candidates] == [1, 3, 2, 3, 3]
     assert [(h["kwargs"].get("rollout_id"), h["kwargs"].get("temperature")) for h in lm.history] == [
-        (None, None), (1, 0.8), (2, 0.8), (None, None), (3, 0.8), (4, 0.8)]
+        (None, None), (None, None), (1, 0.8), (2, 0.8), (3, 0.8), (4, 0.8)]  # direct, the unit tests, samples
     assert prediction.notes[-1].startswith("selected sample_1: group of 3 (sample_1, sample_3, sample_4)")
     assert "kept" not in prediction
     json.dumps(selection.model_dump(mode="json"))  # lands in predictions.jsonl as it is
@@ -480,7 +480,7 @@ def test_direct_select_chooses_the_samples_that_agree_over_a_wrong_direct_answer
 
 def test_the_instruction_s_example_overrules_wrong_teacher_tests(sandbox: Any) -> None:
     wrong_tests = {"tests": ["assert add(1, 2) == 4", "assert add(0, 0) == 1"]}  # the teacher's tests are wrong
-    answers = [{"response": OFF_BY_ONE}, {"response": SUM}, {"response": OFF_BY_ONE}, wrong_tests,
+    answers = [{"response": OFF_BY_ONE}, wrong_tests, {"response": SUM}, {"response": OFF_BY_ONE},
                {"response": OFF_BY_ONE}, {"response": SUM}]  # fmt: skip
     prediction, _ = select("direct-select", answers, sandbox, instruction=MBPP_ADD)
     selection = prediction.selection
@@ -491,7 +491,7 @@ def test_the_instruction_s_example_overrules_wrong_teacher_tests(sandbox: Any) -
 
 
 def test_direct_select_exits_early_when_the_first_samples_agree_with_a_passing_direct_answer(sandbox: Any) -> None:
-    answers = [{"response": SUM}, {"response": SUM}, {"response": SUM}, SUM_TESTS, {"response": PRODUCT}]
+    answers = [{"response": SUM}, SUM_TESTS, {"response": SUM}, {"response": SUM}, {"response": PRODUCT}]
     prediction, lm = select("direct-select", answers, sandbox)
     assert len(lm.history) == 4 and prediction.response == SUM
     assert prediction.selection.early_exit and prediction.selection.chosen == "direct"
@@ -501,7 +501,7 @@ def test_direct_select_exits_early_when_the_first_samples_agree_with_a_passing_d
 
 
 def test_no_early_exit_when_a_first_sample_disagrees(sandbox: Any) -> None:
-    answers = [{"response": SUM}, {"response": SUM}, {"response": PRODUCT}, SUM_TESTS, {"response": SUM},
+    answers = [{"response": SUM}, SUM_TESTS, {"response": SUM}, {"response": PRODUCT}, {"response": SUM},
                {"response": SUM}]  # fmt: skip
     prediction, lm = select("direct-select", answers, sandbox)
     assert len(lm.history) == 6 and not prediction.selection.early_exit
@@ -510,16 +510,47 @@ def test_no_early_exit_when_a_first_sample_disagrees(sandbox: Any) -> None:
 
 def test_amr_select_exits_early_before_any_decomposition(sandbox: Any) -> None:
     library = FakeLibrary(LIBRARY.hits)
-    answers = [{"response": SUM}, {"response": SUM}, {"response": SUM}, SUM_TESTS, {"modules": SPECS}]
+    answers = [{"response": SUM}, SUM_TESTS, {"response": SUM}, {"response": SUM}, {"modules": SPECS}]
     prediction, lm = select("amr-select", answers, sandbox, library=library)
     assert len(lm.history) == 4 and library.queries == [] and prediction.modules == []
     assert prediction.selection.early_exit and prediction.kept == "direct"
     assert prediction.notes[-2].endswith("no more samples, no decomposition")
 
 
+ECHOED_EXAMPLE = {"tests": ["assert add(1, 2) == 3"]}  # a small teacher often copies the instruction's example
+
+
+@pytest.mark.parametrize("variant", ["direct-select", "amr-select"])
+def test_no_sample_is_drawn_when_none_could_change_the_choice(variant: str, sandbox: Any) -> None:
+    answers = [{"response": SUM}, ECHOED_EXAMPLE, {"response": PRODUCT}, {"modules": SPECS}]
+    prediction, lm = select(variant, answers, sandbox, instruction=MBPP_ADD, library=FakeLibrary(LIBRARY.hits))
+    assert len(lm.history) == 2 and prediction.response == SUM  # the direct answer and the unit tests, no more
+    selection = prediction.selection
+    assert selection.early_exit and selection.tests == [] and [c.name for c in selection.candidates] == ["direct"]
+    assert any(note.startswith("early exit: the teacher wrote no unit test beyond the instruction's 1 example(s), "
+                               "which the direct answer passes, so no sample could change the choice")
+               for note in prediction.notes)  # fmt: skip
+
+
+def test_samples_are_drawn_when_the_direct_answer_fails_the_example_and_there_are_no_tests(sandbox: Any) -> None:
+    answers = [{"response": DIRECT}, ECHOED_EXAMPLE, {"response": PRODUCT}, {"response": SUM}, {"response": SUM},
+               {"response": DIRECT}]  # fmt: skip
+    prediction, lm = select("direct-select", answers, sandbox, instruction=MBPP_ADD)
+    assert len(lm.history) == 6 and not prediction.selection.early_exit
+    assert prediction.selection.chosen == "sample_2" and prediction.response == SUM  # the first to pass the example
+
+
+def test_without_direct_code_the_first_samples_come_before_the_unit_tests(sandbox: Any) -> None:
+    answers = [{"response": "I cannot."}, {"response": SUM}, {"response": SUM}, SUM_TESTS, {"response": SUM},
+               {"response": SUM}]  # fmt: skip
+    prediction, lm = select("direct-select", answers, sandbox)
+    assert [h["kwargs"].get("rollout_id") for h in lm.history] == [None, 1, 2, None, 3, 4]
+    assert prediction.selection.chosen == "sample_1" and prediction.response == SUM
+
+
 def test_amr_select_chooses_the_evolved_answer_when_it_alone_passes(sandbox: Any) -> None:
     library = FakeLibrary(LIBRARY.hits)
-    answers = [{"response": DIRECT}, {"response": PRODUCT}, {"response": OFF_BY_ONE}, SUM_TESTS, {"modules": SPECS},
+    answers = [{"response": DIRECT}, SUM_TESTS, {"response": PRODUCT}, {"response": OFF_BY_ONE}, {"modules": SPECS},
                {"implementations": [{"name": "add", "code": "def add(a: int, b: int) -> int:\n    return a + b"}]},
                {"response": EVOLVED}, {"response": DIRECT}, {"response": OFF_BY_ONE}]  # fmt: skip
     prediction, lm = select("amr-select", answers, sandbox, library=library)
@@ -534,7 +565,7 @@ def test_amr_select_chooses_the_evolved_answer_when_it_alone_passes(sandbox: Any
 
 
 def test_amr_select_without_an_evolved_answer_still_chooses_among_samples(sandbox: Any) -> None:
-    answers = [{"response": DIRECT}, {"response": SUM}, {"response": DIRECT}, SUM_TESTS, {"wrong_field": "??"},
+    answers = [{"response": DIRECT}, SUM_TESTS, {"response": SUM}, {"response": DIRECT}, {"wrong_field": "??"},
                {"response": SUM}, {"response": SUM}]  # fmt: skip
     prediction, _ = select("amr-select", answers, sandbox, library=LIBRARY)
     assert "no evolved candidate: no modules from decomposition" in prediction.notes
@@ -542,14 +573,14 @@ def test_amr_select_without_an_evolved_answer_still_chooses_among_samples(sandbo
 
 
 def test_an_optimizer_trace_keeps_only_the_chosen_sample_of_respond(sandbox: Any) -> None:
-    answers = [{"response": DIRECT}, {"response": SUM}, {"response": PRODUCT}, SUM_TESTS, {"response": SUM},
+    answers = [{"response": DIRECT}, SUM_TESTS, {"response": SUM}, {"response": PRODUCT}, {"response": SUM},
                {"response": SUM}]  # fmt: skip
     with dspy.context(lm=DummyLM(answers), adapter=ADAPTER, trace=[]):
         program = build_program("direct-select", executor=sandbox)
         program(instruction=ADD, entry_point="add")
         trace = list(dspy.settings.trace)
     assert [(predictor is program.respond, outputs.get("response")) for predictor, _, outputs in trace] == [
-        (True, SUM), (False, None)]  # the chosen sample_1 (not the direct answer, no other sample), the unit tests
+        (False, None), (True, SUM)]  # the unit tests, the chosen sample_1 (not the direct answer, no other sample)
 
 
 def test_select_variants_are_compileable_and_take_their_settings() -> None:
@@ -598,7 +629,7 @@ def test_samples_with_distinct_rollout_ids_are_distinct_calls_under_the_cache(sa
 
 
 def test_a_botched_sample_is_a_note_and_the_pool_goes_on(sandbox: Any) -> None:
-    answers = [{"response": DIRECT}, {"response": SUM}, {"response": SUM}, SUM_TESTS, {"response": ""},
+    answers = [{"response": DIRECT}, SUM_TESTS, {"response": SUM}, {"response": SUM}, {"response": ""},
                {"response": SUM}]  # fmt: skip
     prediction, lm = select("direct-select", answers, sandbox)
     assert len(lm.history) == 6 and prediction.response == SUM
@@ -608,7 +639,7 @@ def test_a_botched_sample_is_a_note_and_the_pool_goes_on(sandbox: Any) -> None:
 
 def test_a_stub_s_doctests_are_the_examples_every_candidate_runs_first(sandbox: Any) -> None:
     stub = 'def add(a: int, b: int) -> int:\n    """Return the sum of a and b.\n    >>> add(1, 2)\n    3\n    """\n'
-    answers = [{"response": DIRECT}, {"response": SUM}, {"response": DIRECT}, {"tests": ["assert add(0, 0) == 0"]},
+    answers = [{"response": DIRECT}, {"tests": ["assert add(0, 0) == 0"]}, {"response": SUM}, {"response": DIRECT},
                {"response": DIRECT}, {"response": DIRECT}]  # fmt: skip
     prediction, _ = select("direct-select", answers, sandbox, instruction=stub)
     assert prediction.selection.examples == ["assert add(1, 2) == 3"]

@@ -59,6 +59,13 @@ def test_the_early_exit_stops_after_the_agreeing_samples_it_needs(samples: int, 
     assert (winner.name, exited, [c.name for c in candidates]) == ("direct", True, pool)
 
 
+def test_a_direct_answer_no_sample_could_overturn_is_replayed_as_an_early_exit() -> None:
+    settled = selection(CandidateRun(name="direct", kind="direct", code=RIGHT, examples=["pass"], examples_passed=1),
+                        CandidateRun(name="sample_1", kind="sample", code=WRONG, examples=["pass"], examples_passed=1))
+    assert [(w.name, exited, [c.name for c in pool]) for w, exited, pool in [replay(settled, 1, 2)]] == [
+        ("direct", True, ["direct"])]  # fmt: skip
+
+
 def write_run(directory: Path, selections: dict[str, Selection]) -> Path:
     directory.mkdir()
     (directory / "results.json").write_text(json.dumps({"variant": "direct-select"}))
