@@ -706,7 +706,7 @@ def test_a_compiled_artifact_is_loaded_and_hashed(tmp_path: Path) -> None:
 
 
 def test_an_answer_in_another_language_says_so() -> None:
-    from amr_dspy.synthesis import _no_code_message
+    from amr_dspy.synthesis.pipeline import _no_code_message
 
     sql = "the response's code is sql, not Python; only Python is verified"
     assert _no_code_message("```sql\nSELECT 1\n```") == sql
