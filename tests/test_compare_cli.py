@@ -270,7 +270,14 @@ def test_an_interrupted_variant_resumes_from_its_checkpoint(
 def test_select_samples_reaches_every_variant_and_a_run_with_other_samples_is_not_reused(
     cli: CliRunner, fixture_tasks: list[Task], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import amr_dspy.cli.compare as compare_cli
     import amr_dspy.programs
+
+    @contextmanager
+    def no_teacher(spec: object) -> Iterator[None]:
+        yield None
+
+    monkeypatch.setattr(compare_cli, "teacher_session", no_teacher)
 
     real_build = amr_dspy.programs.build_program
     asked: list[tuple[str, object]] = []
