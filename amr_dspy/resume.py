@@ -72,6 +72,7 @@ class EvalCheckpoint:
         self.done: dict[str, Finished] = {}
         self.prior_wall_s = 0.0
         self._read()
+        self.recorded: set[str] = set(self.done)  # the tasks the file holds: earlier sessions' and this one's
 
     def _read(self) -> None:
         if not self.path.is_file():
@@ -108,6 +109,7 @@ class EvalCheckpoint:
                 handle.write(line.encode() + b"\n")
                 handle.flush()
                 os.fsync(handle.fileno())
+            self.recorded.add(str(getattr(result, "task_id", "")))
 
     def close(self) -> None:
         """Take no more tasks; what is in the file stays for the next session to resume from.

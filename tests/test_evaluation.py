@@ -221,6 +221,32 @@ def test_tasks_finishing_after_an_interrupt_are_not_checkpointed(fixture_tasks: 
     assert "FixtureEval/0" in resumed and "FixtureEval/1" not in resumed  # mean_gap runs again next session
 
 
+class _ServerGone(dspy.Module):
+    """digit_sum answers; the teacher's server is gone for mean_gap (refused connection); interleave has no code."""
+
+    def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
+        if entry_point == "mean_gap":
+            from dspy.utils.exceptions import LMTransportError
+
+            raise LMTransportError("failed to connect to 127.0.0.1:1: [Errno 111] Connection refused", model="m")
+        if entry_point == "digit_sum":
+            return dspy.Prediction(response="", code="def digit_sum(n):\n    return sum(map(int, str(n)))\n")
+        return dspy.Prediction(response="no code", code=None)
+
+
+def test_a_task_that_could_not_reach_the_teacher_is_reported_but_not_checkpointed(
+    fixture_tasks: list[Task], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    checkpoint = EvalCheckpoint(tmp_path, "k1")
+    results, _ = evaluate_program(_ServerGone(), fixture_tasks, sandbox, benchmark="humaneval+", threads=1,
+                                  checkpoint=checkpoint)  # fmt: skip
+    by_id = {t.task_id: t for t in results.tasks}
+    assert by_id["FixtureEval/1"].failure == "program_error"
+    assert "Connection refused" in (by_id["FixtureEval/1"].failure_message or "")
+    assert checkpoint.recorded == {"FixtureEval/0", "FixtureEval/2"}
+    assert set(EvalCheckpoint(tmp_path, "k1").done) == {"FixtureEval/0", "FixtureEval/2"}  # the next run asks again
+
+
 class _Kept(dspy.Module):
     """Stands in for an AMR program: says which answer its guard kept (none for the third task)."""
 
@@ -596,3 +622,23 @@ def test_cli_eval_select_samples_needs_a_variant(cli: CliRunner) -> None:
 
     result = cli.invoke(app, ["eval", "--canonical", "--select-samples", "2"])
     assert isinstance(result.exception, ConfigError) and "--select-samples need --variant" in str(result.exception)
+
+
+def test_eval_keeps_the_checkpoint_when_a_task_could_not_reach_the_teacher_and_the_rerun_asks_again(
+    cli: CliRunner, fixture_tasks: list[Task], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "ev"
+    gone = _eval_with(cli, monkeypatch, _ServerGone(), out)
+    assert gone.exit_code == 0, gone.output
+    assert "could not reach the teacher" in " ".join(gone.output.split())
+    assert _checkpoint_ids(out) == {"FixtureEval/0", "FixtureEval/2"}
+
+    again = _eval_with(cli, monkeypatch, _Kept(), out)
+    assert again.exit_code == 0, again.output
+    assert not (out / "progress.jsonl").exists()
+    by_id = {t["task_id"]: t for t in json.loads((out / "results.json").read_text())["tasks"]}
+    assert by_id["FixtureEval/1"]["failure"] != "program_error" and by_id["FixtureEval/0"]["plus_passed"]
+
+
+def _checkpoint_ids(out: Path) -> set[str]:
+    return {json.loads(line)["result"]["task_id"] for line in (out / "progress.jsonl").read_text().splitlines()}

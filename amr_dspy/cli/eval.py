@@ -333,7 +333,12 @@ def run_program_tasks(
     _write_predictions(out / "predictions.jsonl", tasks, records, results)
     write_samples(out / "samples.jsonl", [t.task_id for t in tasks], solutions)
     write_results(out / "results.json", results)
-    checkpoint.finish()
+    unchecked = [t.task_id for t in results.tasks if t.task_id not in checkpoint.recorded]
+    if unchecked:  # the teacher could not be reached for them: the same command asks again
+        console.print(f"[yellow]{len(unchecked)} task(s) could not reach the teacher (e.g. {unchecked[0]}); run the "
+                      f"same command again to retry them (the others resume from {checkpoint.path})[/]")
+    else:
+        checkpoint.finish()
     return results, solutions
 
 

@@ -32,6 +32,7 @@ class _RunStats(BaseModel):
     completion_tokens: int = 0
     wall_s: float = 0.0
     error: str | None = None
+    teacher_unreachable: bool = False
 
 
 def _entry_tokens(entry: dict[str, Any]) -> tuple[int, int]:
@@ -55,6 +56,7 @@ def _instrumented(program: dspy.Module) -> dspy.Module:
     """
     import dspy
     from dspy.utils.callback import BaseCallback
+    from dspy.utils.exceptions import LMTransportError
 
     class CallMeter(BaseCallback):  # type: ignore[misc]  # dspy ships no types
         def __init__(self) -> None:
@@ -83,14 +85,16 @@ def _instrumented(program: dspy.Module) -> dspy.Module:
         def forward(self, **inputs: Any) -> dspy.Prediction:
             meter = CallMeter()
             started = time.perf_counter()
-            error = None
+            error, unreachable = None, False
             with dspy.context(callbacks=[*dspy.settings.callbacks, meter]):
                 try:
                     prediction = self.inner(**inputs)
                 except Exception as exc:  # a failing task is a recorded outcome, not the end of the run
                     prediction, error = dspy.Prediction(response="", code=None), f"{type(exc).__name__}: {exc}"
+                    unreachable = isinstance(exc, LMTransportError)
             prediction._amr_stats = meter.stats.model_copy(
-                update={"wall_s": time.perf_counter() - started, "error": error})  # fmt: skip
+                update={"wall_s": time.perf_counter() - started, "error": error,
+                        "teacher_unreachable": unreachable})  # fmt: skip
             return prediction
 
     return Instrumented(program)
@@ -123,14 +127,16 @@ class _Recorder:
             check = check_solutions(self.sandbox, [(task, code)])[0]
         details = _program_details(prediction, task.instruction)
         kept = details["kept"] if details["kept"] in get_args(Kept) else None
-        result = TaskResult(task_id=task.task_id, **check.model_dump(), **stats.model_dump(exclude={"error"}),
-                            kept=kept)  # fmt: skip
+        measured = stats.model_dump(exclude={"error", "teacher_unreachable"})
+        result = TaskResult(task_id=task.task_id, **check.model_dump(), **measured, kept=kept)
         response = prediction.get("response") if hasattr(prediction, "get") else None
         record = {"code": code, "response": response, **details}
         with self._lock:
             self.results[task.task_id] = result
             self.solutions[task.task_id] = record
-        if self.checkpoint is not None:
+        # a teacher that could not be reached (a server that went down) says nothing about the task: a resumed run
+        # asks again instead of taking the error as the task's outcome
+        if self.checkpoint is not None and not stats.teacher_unreachable:
             self.checkpoint.add(result, record, time.perf_counter() - self.started)
         if self.on_result is not None:
             self.on_result(result)
