@@ -126,8 +126,10 @@ def check_split_specs(train: str, dev: str) -> None:
     """Refuse held-out data before anything is loaded (``amr_dspy.leakage``: demos from train only, the dev score
     from train or dev, never HumanEval+ or a test split), and a dev spec that repeats the train spec."""
     train, dev = train.strip(), dev.strip()
-    check_spec(train, "demos", option="--train")
+    # held-out data in either option is named before a dev split given as --train (demos take train only)
+    check_spec(train, "tuning", option="--train")
     check_spec(dev, "tuning", option="--dev")
+    check_spec(train, "demos", option="--train")
     if train == dev:
         raise ConfigError(f"--train and --dev are both {train}; the dev score needs tasks kept out of training")
 
@@ -136,15 +138,16 @@ def check_splits(trainset: Sequence[Task], devset: Sequence[Task]) -> None:
     """The same policy on the loaded tasks, plus: hidden tests present, no task in both splits."""
     if not trainset:
         raise ConfigError("--train gave no tasks")
-    check_tasks(trainset, "demos", option="--train")
-    check_tasks(devset, "tuning", option="--dev")
+    # task by task, held-out data and missing tests as they come; dev tasks in --train after both sets (as for specs)
     for role, tasks in (("--train", trainset), ("--dev", devset)):
         for task in tasks:
+            check_tasks([task], "tuning", option=role)
             if not task.tests:
                 raise DataError(
                     f"{role}: task {task.task_id} ({task.source}) has no hidden tests; compile scores programs by "
                     "running them (use mbpp+:train / mbpp+:dev)"
                 )
+    check_tasks(trainset, "demos", option="--train")
     overlap = sorted({t.task_id for t in trainset} & {t.task_id for t in devset})
     if overlap:
         raise ConfigError(f"--train and --dev share {len(overlap)} task(s), e.g. {overlap[0]}")
