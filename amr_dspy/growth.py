@@ -1,20 +1,20 @@
 """Library growth: the novel modules of a response that passes execution checks join the library.
 
 Growth is a separate step from ``forward``, so producing a record stays a pure function of (instruction,
-program, library snapshot) and additions can be merged afterwards. A leakage guard makes growth impossible
-from a benchmark's dev, test or held-out tasks: their solutions must never reach a library used on them.
+program, library snapshot) and additions can be merged afterwards. The leakage policy (``amr_dspy.leakage``) makes
+growth impossible from a benchmark's dev, test or held-out tasks: their solutions must never reach a library used on
+them.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import dspy
 from pydantic import BaseModel, Field
 
-from amr_dspy.errors import ConfigError
+from amr_dspy.leakage import check_provenance
 from amr_dspy.library import Library, ModuleRecord, Provenance, Verification, module_text, record_from_module
 from amr_dspy.library.modules import describe as docstring_description
 from amr_dspy.library.modules import describe_from_signature, split_modules
@@ -22,10 +22,7 @@ from amr_dspy.programs import Executor, write_unit_tests
 from amr_dspy.testcases import ExecutionRequest, TestCase
 from signatures import UnitTests
 
-__all__ = ["GrowthReport", "check_growth_allowed", "propose_modules", "grow_library"]
-
-_BENCHMARKS = ("mbpp", "humaneval", "bigcodebench")
-_SUBSET = re.compile(r"@(stdlib|core|full)$")  # a BigCodeBench subset after the split: bigcodebench:train@core
+__all__ = ["GrowthReport", "propose_modules", "grow_library"]
 
 
 class GrowthReport(BaseModel):
@@ -35,18 +32,6 @@ class GrowthReport(BaseModel):
     candidates: int = 0
     added_ids: list[str] = Field(default_factory=list)
     reason: str | None = None  # why nothing was added
-
-
-def check_growth_allowed(provenance: Provenance) -> None:
-    """Only a benchmark's train split, or non-benchmark instructions, may grow a library."""
-    source = provenance.source.lower()
-    task = (provenance.task_id or "").lower()
-    is_benchmark = any(b in source for b in _BENCHMARKS) or task.startswith(tuple(f"{b}/" for b in _BENCHMARKS))
-    if is_benchmark and not _SUBSET.sub("", source).endswith(":train"):
-        raise ConfigError(
-            f"library growth refused for {provenance.task_id or '?'} from {provenance.source!r}: "
-            "benchmark dev/test/held-out solutions must never enter the module library (leakage)"
-        )
 
 
 def propose_modules(prediction: Any, library: Library, *, novelty_threshold: float = 0.95) -> list[Any]:
@@ -84,7 +69,7 @@ def grow_library(
     Verification uses the task's own tests when given (training data), else teacher-written unit tests run in
     the sandbox. The caller merges the returned records with ``library.add`` (serialized writes).
     """
-    check_growth_allowed(provenance)
+    check_provenance(provenance)
     report = GrowthReport()
     candidates = propose_modules(prediction, library)
     report.candidates = len(candidates)

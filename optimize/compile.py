@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from amr_dspy.errors import ConfigError, DataError
+from amr_dspy.leakage import check_spec, check_tasks
 from amr_dspy.tasks import Task
 from optimize.artifact import (
     ArtifactManifest,
@@ -121,56 +122,32 @@ def check_compilable(variant: str) -> None:
         raise ConfigError(f"{variant} has no predictors to compile")
 
 
-# benchmarks with train/dev/test splits, by spec name, and how the error messages call them
-_SPLIT_BENCHMARKS = {"mbpp+": "MBPP+", "mbpp+stub": "MBPP+", "bigcodebench": "BigCodeBench",
-                     "bigcodebench-complete": "BigCodeBench"}  # fmt: skip
-
-
-def _name_split(spec: str) -> tuple[str, str, str]:
-    """``bigcodebench:dev@core`` -> (``bigcodebench``, ``dev``, ``@core``)."""
-    base, at, subset = spec.partition("@")
-    name, _, split = base.partition(":")
-    return name, split, f"{at}{subset}"
-
-
 def check_split_specs(train: str, dev: str) -> None:
-    """Refuse held-out data before anything is loaded: never tune on HumanEval+, MBPP+ test or BigCodeBench test
-    (prose or stubs, any subset)."""
+    """Refuse held-out data before anything is loaded (``amr_dspy.leakage``: demos from train only, the dev score
+    from train or dev, never HumanEval+ or a test split), and a dev spec that repeats the train spec."""
     train, dev = train.strip(), dev.strip()
-    for option, spec in (("--train", train), ("--dev", dev)):
-        name, split, subset = _name_split(spec)
-        if name == "humaneval+":
-            raise ConfigError(f"{option} {spec}: HumanEval+ is held out for testing; never compile on it")
-        if name in _SPLIT_BENCHMARKS and split in ("", "test"):
-            raise ConfigError(
-                f"{option} {spec}: includes the held-out {_SPLIT_BENCHMARKS[name]} test split; "
-                f"use --train {name}:train{subset} --dev {name}:dev{subset}"
-            )
-    name, split, subset = _name_split(train)
-    if name in _SPLIT_BENCHMARKS and split == "dev":
-        raise ConfigError(f"--train {train}: demos must come from the train split; use --train {name}:train{subset}")
+    # held-out data in either option is named before a dev split given as --train (demos take train only)
+    check_spec(train, "tuning", option="--train")
+    check_spec(dev, "tuning", option="--dev")
+    check_spec(train, "demos", option="--train")
     if train == dev:
         raise ConfigError(f"--train and --dev are both {train}; the dev score needs tasks kept out of training")
 
 
 def check_splits(trainset: Sequence[Task], devset: Sequence[Task]) -> None:
-    """The same guard on the loaded tasks, plus: hidden tests present, no task in both splits."""
+    """The same policy on the loaded tasks, plus: hidden tests present, no task in both splits."""
     if not trainset:
         raise ConfigError("--train gave no tasks")
+    # task by task, held-out data and missing tests as they come; dev tasks in --train after both sets (as for specs)
     for role, tasks in (("--train", trainset), ("--dev", devset)):
         for task in tasks:
-            if task.source == "humaneval+" or task.dataset == "humaneval":
-                raise ConfigError(f"{role}: task {task.task_id} is from HumanEval+, which is held out for testing")
-            if task.split == "test":
-                raise ConfigError(f"{role}: task {task.task_id} is from a held-out test split ({task.source})")
+            check_tasks([task], "tuning", option=role)
             if not task.tests:
                 raise DataError(
                     f"{role}: task {task.task_id} ({task.source}) has no hidden tests; compile scores programs by "
                     "running them (use mbpp+:train / mbpp+:dev)"
                 )
-    dev_in_train = next((t.task_id for t in trainset if t.split == "dev"), None)
-    if dev_in_train:
-        raise ConfigError(f"--train: task {dev_in_train} is from the dev split; demos must come from the train split")
+    check_tasks(trainset, "demos", option="--train")
     overlap = sorted({t.task_id for t in trainset} & {t.task_id for t in devset})
     if overlap:
         raise ConfigError(f"--train and --dev share {len(overlap)} task(s), e.g. {overlap[0]}")

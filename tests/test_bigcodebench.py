@@ -25,8 +25,8 @@ from amr_dspy.bigcodebench import (
 from amr_dspy.errors import ConfigError, DataError
 from amr_dspy.evaluation import EvalResults, bigcodebench_limits, evaluate_samples, execution_limits
 from amr_dspy.framing import completion_target, frame_instruction
-from amr_dspy.growth import check_growth_allowed
-from amr_dspy.library import Provenance, check_train_only
+from amr_dspy.leakage import check_provenance, check_tasks
+from amr_dspy.library import Provenance
 from amr_dspy.sandbox import Sandbox
 from amr_dspy.tasks import BENCHMARK_SPECS, Task, benchmark_name, hidden_test_set, load_tasks
 from amr_dspy.testcases import UnitTestModule
@@ -330,16 +330,16 @@ def test_compile_library_and_growth_refuse_bigcodebench_held_out_tasks() -> None
         check_splits(train, test)
     with pytest.raises(ConfigError, match="--train: task BigCodeBench/4 is from the dev split"):
         check_splits(dev, load_tasks("bigcodebench-complete:train"))
-    check_train_only(train)
+    check_tasks(train, "seed")
     for held_out in (dev, test):
         with pytest.raises(ConfigError, match="refusing to seed the library from task 'BigCodeBench/"):
-            check_train_only(held_out)
-    check_growth_allowed(Provenance(source="bigcodebench:train", task_id="BigCodeBench/0"))
-    check_growth_allowed(Provenance(source="synthesize:bigcodebench:train@core"))
+            check_tasks(held_out, "seed")
+    check_provenance(Provenance(source="bigcodebench:train", task_id="BigCodeBench/0"))
+    check_provenance(Provenance(source="synthesize:bigcodebench:train@core"))
     for source, task_id in [("synthesize:bigcodebench:test@core", None), ("synthesize:bigcodebench@core", None),
                             ("bigcodebench-complete:dev", None), ("synthesize", "BigCodeBench/5")]:  # fmt: skip
         with pytest.raises(ConfigError, match="leakage"):
-            check_growth_allowed(Provenance(source=source, task_id=task_id))
+            check_provenance(Provenance(source=source, task_id=task_id))
 
 
 def test_synthesis_reads_bigcodebench_specs_and_decontaminates_against_held_out_tasks() -> None:

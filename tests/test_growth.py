@@ -9,7 +9,8 @@ import pytest
 from dspy.utils import DummyLM
 
 from amr_dspy.errors import ConfigError
-from amr_dspy.growth import check_growth_allowed, grow_library
+from amr_dspy.growth import grow_library
+from amr_dspy.leakage import check_provenance
 from amr_dspy.library import HashingEmbedder, Library, Provenance
 from amr_dspy.sandbox import Sandbox
 from amr_dspy.testcases import CallTest
@@ -54,8 +55,8 @@ def test_leakage_guard_refuses_benchmark_eval_tasks(source: str, task_id: str, l
 
 
 def test_train_split_and_plain_instructions_may_grow() -> None:
-    check_growth_allowed(Provenance(source="mbpp+:train", task_id="Mbpp/3"))
-    check_growth_allowed(TRAINING)
+    check_provenance(Provenance(source="mbpp+:train", task_id="Mbpp/3"))
+    check_provenance(TRAINING)
 
 
 def test_modules_verified_by_task_tests_are_proposed_with_provenance(library: Library, sandbox) -> None:

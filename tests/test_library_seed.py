@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from amr_dspy.errors import ConfigError
-from amr_dspy.library import FunctionModule, HashingEmbedder, Library, check_train_only, seed_from_tasks
+from amr_dspy.leakage import check_spec, check_tasks
+from amr_dspy.library import FunctionModule, HashingEmbedder, Library, seed_from_tasks
 
 
 def task(task_id: str, solution: str, *, split: str = "train", source: str = "mbpp+", entry_point: str = "",
@@ -103,8 +104,8 @@ def test_only_training_tasks_may_seed(library: Library, bad: SimpleNamespace, re
         seed_from_tasks([DOC, bad], verify, None, library)
     assert calls == [] and len(library) == 0  # the guard runs before anything is verified or added
     with pytest.raises(ConfigError):
-        check_train_only([bad])
-    check_train_only([DOC, ADD])
+        check_tasks([bad], "seed")
+    check_tasks([DOC, ADD], "seed")
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,15 +215,11 @@ def test_unresolved_names() -> None:
              "bigcodebench:test", "bigcodebench@core", "bigcodebench-complete:dev"],  # fmt: skip
 )
 def test_only_training_splits_may_be_named(spec: str) -> None:
-    from amr_dspy.library import check_train_spec
-
     with pytest.raises(ConfigError, match=rf"^refusing to seed the library from '{re.escape(spec)}': only a training"):
-        check_train_spec(spec)
+        check_spec(spec, "seed")
 
 
 def test_training_splits_and_files_pass_the_spec_check() -> None:
-    from amr_dspy.library import check_train_spec
-
     for spec in ("mbpp+:train", "mbpp+stub:train", "bigcodebench:train@core", "bigcodebench-complete:train",
                  "tasks.jsonl"):  # fmt: skip
-        check_train_spec(spec)  # a file's tasks are checked one by one (check_train_only)
+        check_spec(spec, "seed")  # a file's tasks are checked one by one (check_tasks)

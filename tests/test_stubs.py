@@ -196,19 +196,19 @@ def test_compile_accepts_stub_train_and_dev_and_refuses_loaded_stub_test_tasks()
 
 
 def test_library_seeding_and_growth_refuse_stub_dev_and_test_tasks() -> None:
-    from amr_dspy.growth import check_growth_allowed
-    from amr_dspy.library import Provenance, check_train_only
+    from amr_dspy.leakage import check_provenance, check_tasks
+    from amr_dspy.library import Provenance
 
     for split in ("dev", "test"):
         with pytest.raises(ConfigError, match="only training tasks"):
-            check_train_only([SimpleNamespace(task_id="Mbpp/11", split=split, dataset="mbpp", source="mbpp+stub")])
+            check_tasks([SimpleNamespace(task_id="Mbpp/11", split=split, dataset="mbpp", source="mbpp+stub")], "seed")
         for source in (f"mbpp+stub:{split}", f"synthesize:mbpp+stub:{split}"):
             with pytest.raises(ConfigError, match="library growth refused"):
-                check_growth_allowed(Provenance(source=source, task_id="Mbpp/11"))
+                check_provenance(Provenance(source=source, task_id="Mbpp/11"))
     with pytest.raises(ConfigError, match="library growth refused"):
-        check_growth_allowed(Provenance(source="synthesize:mbpp+stub"))
-    check_train_only([SimpleNamespace(task_id="Mbpp/2", split="train", dataset="mbpp", source="mbpp+stub")])
-    check_growth_allowed(Provenance(source="synthesize:mbpp+stub:train", task_id="Mbpp/2"))
+        check_provenance(Provenance(source="synthesize:mbpp+stub"))
+    check_tasks([SimpleNamespace(task_id="Mbpp/2", split="train", dataset="mbpp", source="mbpp+stub")], "seed")
+    check_provenance(Provenance(source="synthesize:mbpp+stub:train", task_id="Mbpp/2"))
 
 
 def test_seeding_from_stubs_describes_the_entry_point_by_its_task_sentence(tmp_path: Path) -> None:

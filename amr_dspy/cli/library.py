@@ -62,7 +62,8 @@ def build(
     Every source is checked before anything runs: only training splits may seed a library. The manifest
     records, per source, the tasks read, verified, failed, skipped and excluded and the modules added.
     """
-    from amr_dspy.library import Library, check_train_only, check_train_spec
+    from amr_dspy.leakage import check_spec, check_tasks
+    from amr_dspy.library import Library
     from amr_dspy.library.store import MANIFEST_FILE
     from amr_dspy.library.verify import verify_seed_tasks
     from amr_dspy.tasks import load_tasks
@@ -71,12 +72,12 @@ def build(
         raise LibraryError(f"library {out}: already exists; choose another --out or add to it with `library add`")
     specs = list(dict.fromkeys(sources or ["mbpp+:train"]))
     for spec in specs:
-        check_train_spec(spec)
+        check_spec(spec, "seed")
     loaded: dict[str, list[Task]] = {}
     for spec in specs:
         with console.status(f"loading {spec}"):
             loaded[spec] = load_tasks(spec, limit=limit)
-        check_train_only(loaded[spec])  # before the sandbox runs anything
+        check_tasks(loaded[spec], "seed")  # before the sandbox runs anything
     verdicts = {}
     for spec, tasks in loaded.items():
         with console.status(f"verifying {len(tasks)} canonical solutions of {spec}"):

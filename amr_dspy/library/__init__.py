@@ -22,7 +22,7 @@ from amr_dspy.library.embedding import (
 from amr_dspy.library.index import IndexKind, IndexParams, VectorIndex
 from amr_dspy.library.modules import FunctionModule, describe, describe_from_signature, split_modules
 from amr_dspy.library.records import Hit, ModuleRecord, Provenance, Verification, code_hash, module_text, normalize_code
-from amr_dspy.library.seed import SeedReport, check_train_only, check_train_spec, record_from_module, seed_from_tasks
+from amr_dspy.library.seed import SeedReport, record_from_module, seed_from_tasks
 from amr_dspy.library.standalone import unresolved_names
 from amr_dspy.library.store import Library, LibraryStats, Manifest
 
@@ -42,8 +42,6 @@ __all__ = [
     "describe",
     "describe_from_signature",
     "seed_from_tasks",
-    "check_train_only",
-    "check_train_spec",
     "unresolved_names",
     "SourceCounts",
     "record_from_module",

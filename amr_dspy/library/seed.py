@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from amr_dspy.errors import ConfigError
+from amr_dspy.leakage import check_tasks
 from amr_dspy.library.counts import SourceCounts
 from amr_dspy.library.modules import FunctionModule, describe_from_signature, split_modules
 from amr_dspy.library.modules import describe as docstring_description
@@ -26,8 +26,6 @@ __all__ = [
     "record_from_module",
     "module_code",
     "entry_module_code",
-    "check_train_only",
-    "check_train_spec",
 ]
 
 Verdict = Literal["passed", "failed", "skipped"]  # skipped: the run needed a library that is not installed here
@@ -77,32 +75,6 @@ class SeedReport(BaseModel):
         )
 
 
-def check_train_only(tasks: Sequence[Any]) -> None:
-    """ConfigError naming the first task that is not from a training split (dev, test and HumanEval never seed)."""
-    for task in tasks:
-        split = getattr(task, "split", None)
-        dataset = str(getattr(task, "dataset", None) or "") + " " + str(getattr(task, "source", "") or "")
-        if split != "train" or "humaneval" in dataset.lower() or str(task.task_id).lower().startswith("humaneval"):
-            raise ConfigError(
-                f"refusing to seed the library from task {task.task_id!r} (split {split!r}, source "
-                f"{getattr(task, 'source', None)!r}): only training tasks may seed it"
-            )
-
-
-def check_train_spec(spec: str) -> None:
-    """ConfigError when a benchmark spec names anything but a training split (``mbpp+:train``,
-    ``bigcodebench:train@core``); files and ``hf:`` datasets are left to ``check_train_only``, task by task."""
-    from amr_dspy.tasks import benchmark_name
-
-    name = benchmark_name(spec)
-    if name is None:
-        return
-    split = spec.strip().partition("@")[0].partition(":")[2]
-    if name == "humaneval+" or split != "train":
-        hint = "" if name == "humaneval+" else f" (e.g. {name}:train)"
-        raise ConfigError(f"refusing to seed the library from {spec!r}: only a training split may seed it{hint}")
-
-
 def seed_from_tasks(
     tasks: Iterable[SeedTask],
     verify: Callable[[Any, str], bool | Verdict],
@@ -124,7 +96,7 @@ def seed_from_tasks(
     test task adds nothing. All records are embedded and added in one batch at the end.
     """
     tasks = list(tasks)
-    check_train_only(tasks)
+    check_tasks(tasks, "seed")
     report = SeedReport(tasks=len(tasks))
     records: list[ModuleRecord] = []
     seen: set[str] = set()

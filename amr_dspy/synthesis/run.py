@@ -100,14 +100,14 @@ class ProgressSink(Protocol):
 
 def prepare(job: SynthesisJob) -> Prepared:
     """Read and check the inputs and the output directory, and apply the leakage guard; writes nothing."""
-    from amr_dspy.growth import check_growth_allowed
+    from amr_dspy.leakage import check_provenance
 
     batch = read_inputs(job.input, instruction_field=job.instruction_field, input_field=job.input_field,
                         id_field=job.id_field, max_chars=job.max_instruction_chars, skip_invalid=job.skip_invalid,
                         limit=job.limit)  # fmt: skip
     if job.grow:
         try:
-            check_growth_allowed(Provenance(source=f"synthesize:{batch.name}"))
+            check_provenance(Provenance(source=f"synthesize:{batch.name}"))
         except ConfigError as exc:
             raise ConfigError(f"{exc}; synthesize from non-benchmark instructions, or pass --no-grow") from None
     existing = _existing_run(job.out)
