@@ -1,4 +1,5 @@
-"""Rows of instruction and task files (JSONL, a JSON list, parquet), each with where it came from (``file:line``).
+"""Rows of instruction and task files (JSONL, a JSON list, parquet) and ``hf:`` datasets, each with where it came
+from (``file:line``, ``hf:NAME:SPLIT row N``), and ``instruction_row``, the one reader of an instruction row.
 
 A JSONL line that cannot be decoded is yielded as a ``DataError`` value instead of a row, so a caller can stop
 at it (task loading) or skip and count it (synthesis with ``--skip-invalid``) and still read the lines after it.
@@ -14,7 +15,7 @@ from typing import Any
 
 from amr_dspy.errors import ConfigError, DataError
 
-__all__ = ["file_rows", "jsonl_rows", "json_list_rows", "parquet_rows", "read_utf8"]
+__all__ = ["file_rows", "jsonl_rows", "json_list_rows", "parquet_rows", "read_utf8", "hf_rows", "instruction_row"]
 
 
 def file_rows(path: Path) -> Iterator[tuple[str, Any]]:
@@ -103,3 +104,59 @@ def parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
         raise DataError(f"{path}: cannot read parquet ({type(exc).__name__}: {exc})") from exc
     for i, row in enumerate(table.to_pylist()):
         yield f"{path}: row {i + 1}", row
+
+
+def hf_rows(name: str, split: str) -> Iterator[tuple[str, Any]]:
+    """The rows of the HF dataset ``name``'s ``split``; DataError when it cannot be loaded."""
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(name, split=split)
+    except Exception as exc:  # datasets raises many unrelated types (network, config, missing split)
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        raise DataError(f"hf:{name}:{split}: cannot load dataset ({type(exc).__name__}: {message})") from exc
+    return ((f"hf:{name}:{split} row {i + 1}", row) for i, row in enumerate(ds))
+
+
+def instruction_row(
+    where: str,
+    index: int,
+    row: Any,
+    *,
+    stem: str,
+    instruction_field: str = "instruction",
+    input_field: str | None = "input",
+    id_field: str | None = None,
+    max_chars: int | None = None,
+) -> tuple[str, str]:
+    """The id and the instruction of the ``index``-th row (from ``file_rows`` or ``hf_rows``) of an instruction set.
+
+    The instruction is ``instruction_field``, with ``input_field`` appended on a line of its own when present and
+    non-empty (Alpaca style); the id is ``id_field``, else ``<stem>/<index>``. A row that is not an instruction (an
+    undecodable line, not an object, a missing, empty or non-string instruction, one over ``max_chars``, a missing
+    or empty id) raises DataError naming ``where``.
+    """
+    if isinstance(row, DataError):
+        raise row
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    instruction = row.get(instruction_field)
+    if instruction is not None and not isinstance(instruction, str):
+        raise DataError(f"{where}: field {instruction_field!r} is a {type(instruction).__name__}, not a string")
+    if not instruction or not instruction.strip():
+        raise DataError(f"{where}: missing or empty field {instruction_field!r}")
+    extra = row.get(input_field) if input_field else None
+    if isinstance(extra, str) and extra.strip():
+        instruction = f"{instruction}\n{extra}"
+    if max_chars is not None and len(instruction) > max_chars:
+        raise DataError(
+            f"{where}: instruction is {len(instruction):,} characters, over the limit of {max_chars:,} "
+            "(--max-instruction-chars)"
+        )
+    item_id = f"{stem}/{index}"
+    if id_field:
+        value = row.get(id_field)
+        if value is None or str(value).strip() == "":
+            raise DataError(f"{where}: missing or empty id field {id_field!r}")
+        item_id = str(value)
+    return item_id, instruction

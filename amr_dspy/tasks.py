@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from amr_dspy.bigcodebench import BIGCODEBENCH_NAMES, BIGCODEBENCH_SPECS
 from amr_dspy.errors import ConfigError, DataError
-from amr_dspy.rows import file_rows
+from amr_dspy.rows import file_rows, hf_rows, instruction_row
 from amr_dspy.stubs import mbpp_stub
 from amr_dspy.testcases import CallTest, Dataset, TestCase
 
@@ -265,14 +265,7 @@ def _local_copy(filename: str) -> str | None:
 
 
 def _file_tasks(path: Path, fmap: FieldMap) -> Iterator[Task]:
-    return _rows_to_tasks(_strict(file_rows(path)), fmap, source=str(path), stem=path.stem)
-
-
-def _strict(rows: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
-    for where, row in rows:
-        if isinstance(row, DataError):
-            raise row
-        yield where, row
+    return _rows_to_tasks(file_rows(path), fmap, source=str(path), stem=path.stem)
 
 
 def _hf_tasks(ref: str, fmap: FieldMap) -> Iterator[Task]:
@@ -280,15 +273,8 @@ def _hf_tasks(ref: str, fmap: FieldMap) -> Iterator[Task]:
     if not name:
         raise ConfigError("hf: benchmark needs a dataset name, as in hf:NAME[:SPLIT]")
     split = split or "train"
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(name, split=split)
-    except Exception as exc:  # datasets raises many unrelated types (network, config, missing split)
-        message = str(exc).splitlines()[0] if str(exc) else ""
-        raise DataError(f"hf:{name}:{split}: cannot load dataset ({type(exc).__name__}: {message})") from exc
-    rows = ((f"hf:{name}:{split} row {i + 1}", row) for i, row in enumerate(ds))
-    return _rows_to_tasks(rows, fmap, source=f"hf:{name}", stem=name.rstrip("/").rsplit("/", 1)[-1], split=split)
+    stem = name.rstrip("/").rsplit("/", 1)[-1]
+    return _rows_to_tasks(hf_rows(name, split), fmap, source=f"hf:{name}", stem=stem, split=split)
 
 
 def _rows_to_tasks(
@@ -296,20 +282,8 @@ def _rows_to_tasks(
 ) -> Iterator[Task]:
     seen: set[str] = set()
     for index, (where, row) in enumerate(rows):
-        if not isinstance(row, dict):
-            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        instruction = row.get(fmap.instruction_field)
-        if not isinstance(instruction, str) or not instruction.strip():
-            raise DataError(f"{where}: missing or empty field {fmap.instruction_field!r}")
-        extra = row.get(fmap.input_field) if fmap.input_field else None
-        if isinstance(extra, str) and extra.strip():
-            instruction = f"{instruction}\n{extra}"
-        task_id = f"{stem}/{index}"
-        if fmap.id_field:
-            value = row.get(fmap.id_field)
-            if value is None or str(value) == "":
-                raise DataError(f"{where}: missing or empty id field {fmap.id_field!r}")
-            task_id = str(value)
+        task_id, instruction = instruction_row(where, index, row, stem=stem, instruction_field=fmap.instruction_field,
+                                               input_field=fmap.input_field, id_field=fmap.id_field)  # fmt: skip
         if task_id in seen:
             raise DataError(f"{where}: duplicate task id {task_id!r}")
         seen.add(task_id)

@@ -4,14 +4,13 @@ read into ``InputItem``s, with the rows that are not valid instructions named by
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from amr_dspy.errors import ConfigError, DataError
-from amr_dspy.rows import file_rows
+from amr_dspy.rows import file_rows, hf_rows, instruction_row
 
 __all__ = ["DEFAULT_MAX_INSTRUCTION_CHARS", "InputItem", "InvalidRow", "InputBatch", "read_inputs"]
 
@@ -76,7 +75,7 @@ def read_inputs(
         if not name:
             raise ConfigError("hf: input needs a dataset name, as in hf:NAME[:SPLIT]")
         split = split or "train"
-        rows, label, stem = _hf_rows(name, split), f"hf:{name}:{split}", name.rstrip("/").rsplit("/", 1)[-1]
+        rows, label, stem = hf_rows(name, split), f"hf:{name}:{split}", name.rstrip("/").rsplit("/", 1)[-1]
     else:
         path = Path(spec)
         if not path.is_file():
@@ -102,41 +101,10 @@ def read_inputs(
     return batch
 
 
-def _hf_rows(name: str, split: str) -> Iterator[tuple[str, Any]]:
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(name, split=split)
-    except Exception as exc:  # datasets raises many unrelated types (network, config, missing split)
-        message = str(exc).splitlines()[0] if str(exc) else ""
-        raise DataError(f"hf:{name}:{split}: cannot load dataset ({type(exc).__name__}: {message})") from exc
-    return ((f"hf:{name}:{split} row {i + 1}", row) for i, row in enumerate(ds))
-
-
 def _item(where: str, index: int, row: Any, fields: _Fields, stem: str) -> InputItem:
-    if isinstance(row, DataError):
-        raise row
-    if not isinstance(row, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
-    instruction = row.get(fields.instruction)
-    if instruction is not None and not isinstance(instruction, str):
-        raise DataError(f"{where}: field {fields.instruction!r} is a {type(instruction).__name__}, not a string")
-    if not instruction or not instruction.strip():
-        raise DataError(f"{where}: missing or empty field {fields.instruction!r}")
-    extra = row.get(fields.input) if fields.input else None
-    if isinstance(extra, str) and extra.strip():
-        instruction = f"{instruction}\n{extra}"
-    if len(instruction) > fields.max_chars:
-        raise DataError(
-            f"{where}: instruction is {len(instruction):,} characters, over the limit of {fields.max_chars:,} "
-            "(--max-instruction-chars)"
-        )
-    item_id = f"{stem}/{index}"
-    if fields.id:
-        value = row.get(fields.id)
-        if value is None or str(value).strip() == "":
-            raise DataError(f"{where}: missing or empty id field {fields.id!r}")
-        item_id = str(value)
+    item_id, instruction = instruction_row(where, index, row, stem=stem, instruction_field=fields.instruction,
+                                           input_field=fields.input, id_field=fields.id,
+                                           max_chars=fields.max_chars)  # fmt: skip
     return InputItem(id=item_id, instruction=instruction, where=where)
 
 
