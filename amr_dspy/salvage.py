@@ -20,7 +20,8 @@ __all__ = ["strip_field_markers", "assert_lines", "lenient_specs"]
 
 _FIELD_MARKER = re.compile(r"^\[\[ ## \w+ ## \]\]\s*$", re.MULTILINE)
 _SECTION = re.compile(r"\[\[ ## (\w+) ## \]\]\s*\n(.*?)(?=\n\s*\[\[ ## |\Z)", re.DOTALL)
-_LIST_ITEM = re.compile(r"""^(?:[-*]\s+|\d+[.)]\s+)?["']?(assert\b.*?)["']?,?$""")
+# A closing quote is stripped only when the line opened with one: `assert f(x) == y, "message"` keeps its own.
+_LIST_ITEM = re.compile(r"""^(?:[-*]\s+|\d+[.)]\s+)?(["']?)(assert\b.*?)\1,?$""")
 
 
 def strip_field_markers(text: str) -> str:
@@ -31,7 +32,7 @@ def strip_field_markers(text: str) -> str:
 def assert_lines(text: str) -> list[str]:
     """The assert statements of an answer that is not the list asked for (bullets, a code block, quoted lines)."""
     found = (_LIST_ITEM.match(line.strip()) for line in text.splitlines())
-    return [m.group(1) for m in found if m]
+    return [m.group(2) for m in found if m]
 
 
 def lenient_specs(text: str, field: str = "modules") -> list[ModuleSpec]:

@@ -35,4 +35,7 @@ def test_a_def_line_that_does_not_parse_becomes_a_stub_header() -> None:
 def test_assert_lines_and_field_markers() -> None:
     assert assert_lines('```python\nassert f(1) == 2\n```\n- "assert f(2) == 3",\nprint(1)') == [
         "assert f(1) == 2", "assert f(2) == 3"]  # fmt: skip
+    # the 0.5B teacher's usual form under a field marker: an assert with its own quoted message keeps the quote
+    raw = '[[ ## tests ## ]]\nassert rot([[1, 2]]) == [[1], [2]], "Test case 1 failed"\n1. \'assert rot([]) == []\','
+    assert assert_lines(raw) == ['assert rot([[1, 2]]) == [[1], [2]], "Test case 1 failed"', "assert rot([]) == []"]
     assert strip_field_markers("[[ ## response ## ]]\nHi\n[[ ## completed ## ]]") == "Hi"
