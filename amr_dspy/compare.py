@@ -11,12 +11,12 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from amr_dspy.errors import ConfigError, DataError
-from amr_dspy.evaluation import EvalResults, package_versions
+from amr_dspy.evaluation import EvalResults, TaskResult, package_versions
 from amr_dspy.report import (
     FAILURE_CATEGORIES,
     ComparisonReport,
@@ -27,17 +27,13 @@ from amr_dspy.report import (
 )
 from amr_dspy.stats import DEFAULT_RESAMPLES, bootstrap_ci, paired_test
 from amr_dspy.tasks import hidden_test_set
-from optimize.artifact import load_artifact, manifest_path
-
-if TYPE_CHECKING:
-    import dspy
+from optimize.artifact import manifest_path
 
 __all__ = [
     "VariantEntry",
     "EvalRun",
     "parse_variant_entries",
     "manifest_path",
-    "load_program_entry",
     "variant_dir",
     "load_eval_dir",
     "check_same_tasks",
@@ -114,14 +110,11 @@ def parse_variant_entries(spec: str) -> list[VariantEntry]:
     return entries
 
 
-def load_program_entry(entry: VariantEntry, **build_kwargs: Any) -> dspy.Module:
-    """Build ``entry``'s variant (``build_kwargs``: library, executor, guard, samples), load its artifact if any."""
-    from amr_dspy.programs import build_program
-
-    module = build_program(entry.variant, **build_kwargs)
-    if entry.artifact is not None:
-        load_artifact(entry.artifact, entry.variant, program=module)
-    return module
+def _paid_per_task(tasks: Sequence[TaskResult]) -> float | None:
+    paid = [(t.paid_prompt_tokens, t.paid_completion_tokens) for t in tasks]
+    if not paid or any(p is None or c is None for p, c in paid):
+        return None
+    return sum((p or 0) + (c or 0) for p, c in paid) / len(paid)
 
 
 def variant_dir(out: Path, label: str) -> Path:
@@ -272,6 +265,7 @@ def _variant_report(
         pass_plus=bootstrap_ci(plus, **stats),
         **paired,
         tokens_per_task=sum(t.prompt_tokens + t.completion_tokens for t in tasks) / n,
+        paid_tokens_per_task=_paid_per_task(tasks),
         lm_calls_per_task=sum(t.lm_calls for t in tasks) / n,
         uncached_lm_calls_per_task=sum(t.uncached_lm_calls for t in tasks) / n,
         # the run's wall time per task: tasks run in parallel and wait on one teacher, so per-task times overlap

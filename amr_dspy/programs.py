@@ -18,6 +18,7 @@ candidates with their scores, the one chosen and whether the early exit fired. `
 from __future__ import annotations
 
 import ast
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol
 
@@ -194,10 +195,13 @@ class _Shared:
         return self
 
     def executor(self) -> Executor:
-        if self.value is None:
+        if self.value is None:  # a program built without one (the Python API); commands pass the run's sandbox
+            from amr_dspy.run import sandbox_limits
             from amr_dspy.sandbox import Sandbox
 
-            self.value = Sandbox(workers=1)
+            sandbox = Sandbox(sandbox_limits(), workers=1)
+            weakref.finalize(self, sandbox.close)  # closed with the program, or at exit
+            self.value = sandbox
         executor: Executor = self.value
         return executor
 

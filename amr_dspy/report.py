@@ -66,7 +66,8 @@ class VariantReport(BaseModel):
     pass_plus: Interval
     vs_baseline_base: PairedTest | None = None  # None for the baseline itself
     vs_baseline_plus: PairedTest | None = None
-    tokens_per_task: float  # prompt + completion tokens of every call, cache hits included
+    tokens_per_task: float  # used: prompt + completion tokens of every call, cache hits included
+    paid_tokens_per_task: float | None = None  # paid: the calls that reached the teacher; None: not recorded
     lm_calls_per_task: float  # every LM call, cache hits included
     uncached_lm_calls_per_task: float
     s_per_task: float  # the run's wall time (program and test runs) over its tasks
@@ -191,8 +192,9 @@ def summary_table(report: ComparisonReport, parts: tuple[SummaryPart, ...] = ("p
     if "pass" in parts:
         for name in ("base", "base+plus", f"Δ vs {report.baseline}", "p"):
             table.add_column(name, justify="right", no_wrap=True)
+    paid = _shows_paid(report)
     if "cost" in parts:
-        for name in ("tokens\n/task", "LM calls\n/task", "s\n/task"):
+        for name in ("tokens\n/task", *(("paid\n/task",) if paid else ()), "LM calls\n/task", "s\n/task"):
             table.add_column(name, justify="right", no_wrap=True)
         table.add_column("failures", no_wrap=True)
     for v in report.variants:
@@ -206,13 +208,22 @@ def summary_table(report: ComparisonReport, parts: tuple[SummaryPart, ...] = ("p
                 _p_cell(paired.p_value) if paired else Text("—", style="dim"),
             ]
         if "cost" in parts:
-            if v.ran_program:
-                cells += [f"{v.tokens_per_task:,.0f}", f"{v.lm_calls_per_task:.2f}", f"{v.s_per_task:.1f}"]
-            else:
-                cells += ["—", "—", "—"]
+            cells += _cost_cells(v, paid)
             cells.append(_failures_cell(v.failures))
         table.add_row(*cells, end_section=True)
     return table
+
+
+def _shows_paid(report: ComparisonReport) -> bool:
+    """A paid column only when some run recorded it, so reports from before re-render as they were."""
+    return any(v.paid_tokens_per_task is not None for v in report.variants if v.ran_program)
+
+
+def _cost_cells(v: VariantReport, paid: bool) -> list[str]:
+    if not v.ran_program:
+        return ["—"] * (4 if paid else 3)
+    spent = [f"{v.paid_tokens_per_task:,.0f}" if v.paid_tokens_per_task is not None else "—"] if paid else []
+    return [f"{v.tokens_per_task:,.0f}", *spent, f"{v.lm_calls_per_task:.2f}", f"{v.s_per_task:.1f}"]
 
 
 def _summary_note(report: ComparisonReport) -> Text:
@@ -389,20 +400,19 @@ def _md_paired(paired: PairedTest | None) -> str:
 
 def markdown_summary(report: ComparisonReport) -> str:
     """The summary table as GitHub Markdown, with a caption line, for READMEs and pull requests."""
+    paid = _shows_paid(report)
     lines = [
         f"pass@1 on {_title(report)}; {100 * report.confidence:g}% bootstrap intervals, exact McNemar p on "
-        "base+plus; tokens and LM calls count cache hits, s/task is the run's wall time over its tasks.",
+        "base+plus; tokens and LM calls count cache hits"
+        + (" (paid: only the calls that reached the teacher)" if paid else "")
+        + ", s/task is the run's wall time over its tasks.",
         "",
         f"| variant | base | base+plus | Δ base+plus vs {report.baseline} (p; fixed, broken) "
-        "| tokens/task | LM calls/task | s/task | failures |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| tokens/task |{' paid/task |' if paid else ''} LM calls/task | s/task | failures |",
+        "|---|---|---|---|---|" + ("---|" if paid else "") + "---|---|---|",
     ]
     for v in report.variants:
-        cost = (
-            [f"{v.tokens_per_task:,.0f}", f"{v.lm_calls_per_task:.2f}", f"{v.s_per_task:.1f}"]
-            if v.ran_program
-            else ["—", "—", "—"]
-        )
+        cost = _cost_cells(v, paid)
         failures = _failures_cell(v.failures).replace("\n", ", ")
         cells = [v.label, _md_interval(v.pass_base), _md_interval(v.pass_plus), _md_paired(v.vs_baseline_plus)]
         lines.append("| " + " | ".join([*cells, *cost, failures]) + " |")

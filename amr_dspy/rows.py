@@ -15,7 +15,8 @@ from typing import Any
 
 from amr_dspy.errors import ConfigError, DataError
 
-__all__ = ["file_rows", "jsonl_rows", "json_list_rows", "parquet_rows", "read_utf8", "hf_rows", "instruction_row"]
+__all__ = ["file_rows", "jsonl_rows", "json_list_rows", "parquet_rows", "read_utf8", "hf_rows", "instruction_row",
+           "check_unique_id"]
 
 
 def file_rows(path: Path) -> Iterator[tuple[str, Any]]:
@@ -104,6 +105,14 @@ def parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
         raise DataError(f"{path}: cannot read parquet ({type(exc).__name__}: {exc})") from exc
     for i, row in enumerate(table.to_pylist()):
         yield f"{path}: row {i + 1}", row
+
+
+def check_unique_id(seen: set[str], where: str, row_id: str) -> None:
+    """DataError naming the row when ``row_id`` was already seen; otherwise remember it. Ids name records, results
+    and checkpoints, so two rows with one id would overwrite each other."""
+    if row_id in seen:
+        raise DataError(f"{where}: duplicate id {row_id!r}")
+    seen.add(row_id)
 
 
 def hf_rows(name: str, split: str) -> Iterator[tuple[str, Any]]:

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from amr_dspy.bigcodebench import BIGCODEBENCH_NAMES, BIGCODEBENCH_SPECS
 from amr_dspy.errors import ConfigError, DataError
-from amr_dspy.rows import file_rows, hf_rows, instruction_row
+from amr_dspy.rows import check_unique_id, file_rows, hf_rows, instruction_row
 from amr_dspy.stubs import mbpp_stub
 from amr_dspy.testcases import CallTest, Dataset, TestCase
 
@@ -284,9 +284,7 @@ def _rows_to_tasks(
     for index, (where, row) in enumerate(rows):
         task_id, instruction = instruction_row(where, index, row, stem=stem, instruction_field=fmap.instruction_field,
                                                input_field=fmap.input_field, id_field=fmap.id_field)  # fmt: skip
-        if task_id in seen:
-            raise DataError(f"{where}: duplicate task id {task_id!r}")
-        seen.add(task_id)
+        check_unique_id(seen, where, task_id)
         yield Task(
             task_id=task_id,
             instruction=instruction,

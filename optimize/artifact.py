@@ -18,9 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from amr_dspy.errors import ArtifactError
+from amr_dspy.usage import Usage as LMUsage
+from amr_dspy.usage import migrate_paid_only
 
 if TYPE_CHECKING:
     import dspy
@@ -99,22 +101,10 @@ class DevScore(BaseModel):
     pass_rate: float  # share of tasks whose code passed every hidden test
 
 
-class Usage(BaseModel):
-    lm_calls: int = 0  # every LM call, cache hits included
-    uncached_lm_calls: int = 0  # calls that reported token usage (cache hits report none)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+class Usage(LMUsage):
+    """A compile phase's LM usage (used and paid, ``amr_dspy.usage``) and how often the metric ran."""
+
     metric_calls: int = 0
-
-    @property
-    def cached_lm_calls(self) -> int:
-        return self.lm_calls - self.uncached_lm_calls
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(**{k: getattr(self, k) + getattr(other, k) for k in Usage.model_fields})
-
-    def __sub__(self, other: Usage) -> Usage:
-        return Usage(**{k: getattr(self, k) - getattr(other, k) for k in Usage.model_fields})
 
 
 class ArtifactManifest(BaseModel):
@@ -136,6 +126,11 @@ class ArtifactManifest(BaseModel):
     dev_before: DevScore | None = None
     dev_after: DevScore | None = None
     usage: dict[str, Usage]  # per phase (baseline, optimize, final) and total
+
+    @field_validator("usage", mode="before")
+    @classmethod
+    def _paid_before_used(cls, value: Any) -> Any:  # manifests written when only paid tokens were counted
+        return {k: migrate_paid_only(v) for k, v in value.items()} if isinstance(value, dict) else value
     wall_s: float
     git_commit: str | None = None
     git_dirty: bool | None = None

@@ -28,11 +28,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from amr_dspy.errors import ConfigError, DataError
 from amr_dspy.leakage import check_spec, check_tasks
 from amr_dspy.tasks import Task
+from amr_dspy.usage import migrate_paid_only
 from optimize.artifact import (
     ArtifactManifest,
     DevScore,
@@ -86,6 +87,11 @@ class PhaseRecord(BaseModel):
     wall_s: float
     usage: Usage
     score: DevScore | None = None
+
+    @field_validator("usage", mode="before")
+    @classmethod
+    def _paid_before_used(cls, value: Any) -> Any:  # checkpoints written when only paid tokens were counted
+        return migrate_paid_only(value)
 
 
 class _CheckpointState(BaseModel):
@@ -210,52 +216,25 @@ def _select_valset(
 
 
 class _UsageMeter:
-    """LM calls (a callback sees every call, cache hits too) and tokens (a usage tracker shared by all threads)."""
+    """LM usage, used and paid (``amr_dspy.usage``; one meter shared by all threads), and the metric's calls."""
 
     def __init__(self) -> None:
-        from dspy.utils.callback import BaseCallback
-        from dspy.utils.usage_tracker import UsageTracker
+        from amr_dspy.usage import UsageMeter
 
-        lock = threading.Lock()
+        self.lock = threading.Lock()
         self.metric_calls = 0
-
-        class SharedTracker(UsageTracker):  # type: ignore[misc]  # dspy ships no types
-            # dspy deep-copies the tracker into each worker thread; sharing one keeps every thread's usage.
-            def __deepcopy__(self, memo: dict[int, Any]) -> SharedTracker:
-                return self
-
-            def add_usage(self, lm: str, usage_entry: dict[str, Any]) -> None:
-                with lock:
-                    super().add_usage(lm, usage_entry)
-
-        class CallCounter(BaseCallback):  # type: ignore[misc]  # dspy ships no types
-            calls = 0
-
-            def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
-                with lock:
-                    self.calls += 1
-
-        self.lock = lock
-        self.tracker = SharedTracker()
-        self.counter = CallCounter()
+        self.lm = UsageMeter()
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
         import dspy
 
-        with dspy.context(usage_tracker=self.tracker, callbacks=[*dspy.settings.callbacks, self.counter]):
+        with dspy.context(callbacks=[*dspy.settings.callbacks, self.lm]):
             yield
 
     def snapshot(self) -> Usage:
         with self.lock:
-            entries = [e for entries in self.tracker.usage_data.values() for e in entries]
-            return Usage(
-                lm_calls=self.counter.calls,
-                uncached_lm_calls=len(entries),
-                prompt_tokens=sum(int(e.get("prompt_tokens") or 0) for e in entries),
-                completion_tokens=sum(int(e.get("completion_tokens") or 0) for e in entries),
-                metric_calls=self.metric_calls,
-            )
+            return Usage(**self.lm.usage().model_dump(), metric_calls=self.metric_calls)
 
 
 class _MetricProbe:

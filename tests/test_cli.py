@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import amr_dspy.run
 from tests.conftest import llama_server_pids
 
 
@@ -106,7 +107,7 @@ def test_select_samples_reaches_the_program_compile_builds(monkeypatch: pytest.M
         built.append(build_program(variant, **program_options).config.samples)
         raise _Stop
 
-    monkeypatch.setattr(compile_cli, "teacher_session", lambda spec: nullcontext())
+    monkeypatch.setattr(amr_dspy.run, "teacher_session", lambda spec: nullcontext())
     monkeypatch.setattr(compile_cli, "load_tasks", lambda spec, limit=None: [fake_task(k, spec) for k in (1, 2, 3)])
     monkeypatch.setattr(optimize.compile, "compile_program", compile_program)
     for args, samples in ((["--select-samples", "7"], 7), ([], 8)):
@@ -131,10 +132,10 @@ def test_select_samples_reaches_the_program_synthesize_runs(monkeypatch: pytest.
                                       "--variant", "amr-select", "--select-samples", "3"])  # fmt: skip
     assert isinstance(result.exception, _Stop), result.output
     (job,) = jobs
-    program, _ = amr_dspy.synthesis.load_program(job.variant, None, samples=job.samples)
+    program = amr_dspy.run.load_program(job.variant, samples=job.samples).module
     assert job.samples == 3 and program.config.samples == 3
-    assert amr_dspy.synthesis.load_program("amr", None, samples=job.samples)[0].config == \
-        amr_dspy.synthesis.load_program("amr", None)[0].config  # a variant that does not sample ignores it
+    assert amr_dspy.run.load_program("amr", samples=job.samples).module.config == \
+        amr_dspy.run.load_program("amr").module.config  # a variant that does not sample ignores it
 
 
 def test_the_select_samples_help_names_select_configs_default() -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import dspy
@@ -16,6 +14,7 @@ from amr_dspy.evaluation import read_samples
 from amr_dspy.tasks import Task, load_tasks
 from tests.compare_helpers import eval_results, write_all, write_eval_dir
 from tests.evalplus_helpers import use_humaneval_fixture
+from tests.teacher_helpers import without_teacher
 
 
 @pytest.fixture
@@ -164,20 +163,15 @@ def fixture_tasks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Task]
 @pytest.fixture
 def stand_in(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """No teacher; each variant answers from its table. Returns the variants built, in order."""
-    import amr_dspy.cli.compare as compare_cli
     import amr_dspy.programs
 
     built: list[str] = []
-
-    @contextmanager
-    def no_teacher(spec: object) -> Iterator[None]:
-        yield None
 
     def build(variant: str, **kwargs: object) -> dspy.Module:
         built.append(variant)
         return _Fixed(_ANSWERS[variant])
 
-    monkeypatch.setattr(compare_cli, "teacher_session", no_teacher)
+    without_teacher(monkeypatch)
     monkeypatch.setattr(amr_dspy.programs, "build_program", build)
     return built
 
@@ -270,14 +264,9 @@ def test_an_interrupted_variant_resumes_from_its_checkpoint(
 def test_select_samples_reaches_every_variant_and_a_run_with_other_samples_is_not_reused(
     cli: CliRunner, fixture_tasks: list[Task], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import amr_dspy.cli.compare as compare_cli
     import amr_dspy.programs
 
-    @contextmanager
-    def no_teacher(spec: object) -> Iterator[None]:
-        yield None
-
-    monkeypatch.setattr(compare_cli, "teacher_session", no_teacher)
+    without_teacher(monkeypatch)
 
     real_build = amr_dspy.programs.build_program
     asked: list[tuple[str, object]] = []

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 import amr_dspy.cli.compile as compile_cli
+import amr_dspy.run
 from amr_dspy.cli import app
 from amr_dspy.errors import ArtifactError, ConfigError, DataError
 from amr_dspy.metric import ExecutionMetric, task_to_example
@@ -79,6 +80,7 @@ def test_bootstrap_compile_writes_artifact_and_manifest_and_reloads_identically(
     assert total.lm_calls == len(teacher.prompts) == total.uncached_lm_calls > 0
     assert (total.prompt_tokens, total.completion_tokens) == (PROMPT_TOKENS * total.lm_calls,
                                                               COMPLETION_TOKENS * total.lm_calls)  # fmt: skip
+    assert (total.paid_prompt_tokens, total.paid_completion_tokens) == (total.prompt_tokens, total.completion_tokens)
     assert result.manifest.usage["baseline"].lm_calls == result.manifest.usage["final"].lm_calls == len(DEV)
     metric_log = (out.parent / "direct-bootstrap.json.checkpoint" / "metric_log.jsonl").read_text().splitlines()
     assert total.metric_calls == len(metric_log) and {json.loads(r)["phase"] for r in metric_log} == {
@@ -255,7 +257,7 @@ def test_compile_command_prints_the_summary_and_writes_the_artifact(
         with dspy.context(lm=lm, adapter=dspy.ChatAdapter()):
             yield lm
 
-    monkeypatch.setattr(compile_cli, "teacher_session", scripted_session)
+    monkeypatch.setattr(amr_dspy.run, "teacher_session", scripted_session)
     splits = {"mbpp+:train": TRAIN, "mbpp+:dev": DEV}
     monkeypatch.setattr(compile_cli, "load_tasks", lambda spec, limit=None: splits[spec][:limit])
     out = tmp_path / "direct-bootstrap.json"
@@ -281,7 +283,7 @@ def test_direct_plain_has_nothing_to_compile(tmp_path: Path, metric: ExecutionMe
     def no_teacher(spec: object) -> None:
         raise AssertionError("the refusal must come before any teacher starts")
 
-    monkeypatch.setattr(compile_cli, "teacher_session", no_teacher)
+    monkeypatch.setattr(amr_dspy.run, "teacher_session", no_teacher)
     refused = CliRunner().invoke(app, ["compile", "--variant", "direct-plain", "--out", str(out)])
     assert isinstance(refused.exception, ConfigError), refused.output
     assert str(refused.exception) == "direct-plain has no predictors to compile"

@@ -13,6 +13,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+import amr_dspy.run
 from amr_dspy.agreement import CandidateRun, Selection
 from amr_dspy.errors import ConfigError, DataError
 from amr_dspy.evaluation import (
@@ -31,6 +32,7 @@ from amr_dspy.resume import EvalCheckpoint
 from amr_dspy.sandbox import Sandbox
 from amr_dspy.tasks import Task, load_tasks
 from tests.evalplus_helpers import use_humaneval_fixture, use_mbpp_subset
+from tests.teacher_helpers import without_teacher
 
 REMOVE_OCC_PLUS_WRONG = (  # right whenever ch occurs at least twice, as in every base input
     "def remove_Occ(s, ch):\n"
@@ -278,6 +280,8 @@ def test_tokens_count_cache_hits_and_uncached_calls_count_what_was_paid(fixture_
     assert [t.uncached_lm_calls for t in first.tasks] == [1, 1] and [t.uncached_lm_calls for t in again.tasks] == [0, 0]
     assert first.prompt_tokens > 0 and first.completion_tokens > 0
     assert (again.prompt_tokens, again.completion_tokens) == (first.prompt_tokens, first.completion_tokens)
+    assert (first.paid_prompt_tokens, first.paid_completion_tokens) == (first.prompt_tokens, first.completion_tokens)
+    assert (again.paid_prompt_tokens, again.paid_completion_tokens) == (0, 0)  # used as much, paid nothing
 
 
 def test_tables_render(fixture_tasks: list[Task], sandbox: Sandbox) -> None:
@@ -331,7 +335,6 @@ def test_cli_eval_rejects_conflicting_options(cli: CliRunner, args: list[str]) -
 def test_cli_eval_runs_a_variant_with_a_stand_in_teacher(
     cli: CliRunner, fixture_tasks: list[Task], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import amr_dspy.cli.eval as eval_cli
     import amr_dspy.programs
     from amr_dspy.cli import app
 
@@ -341,7 +344,7 @@ def test_cli_eval_runs_a_variant_with_a_stand_in_teacher(
         with dspy.context(lm=lm):
             yield lm
 
-    monkeypatch.setattr(eval_cli, "teacher_session", fake_session)
+    monkeypatch.setattr(amr_dspy.run, "teacher_session", fake_session)
     monkeypatch.setattr(amr_dspy.programs, "build_program", lambda variant, **kw: _Answer())
     out = tmp_path / "run"
     result = cli.invoke(
@@ -372,7 +375,6 @@ def test_cli_eval_runs_a_variant_with_a_stand_in_teacher(
 def test_cli_eval_runs_direct_plain_and_meters_its_calls(
     cli: CliRunner, fixture_tasks: list[Task], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import amr_dspy.cli.eval as eval_cli
     from amr_dspy.cli import app
     from tests.plain_teacher import COMPLETION_TOKENS, PROMPT_TOKENS, PlainTeacher
 
@@ -383,7 +385,7 @@ def test_cli_eval_runs_direct_plain_and_meters_its_calls(
         with dspy.context(lm=teacher):
             yield teacher
 
-    monkeypatch.setattr(eval_cli, "teacher_session", fake_session)
+    monkeypatch.setattr(amr_dspy.run, "teacher_session", fake_session)
     out = tmp_path / "run"
     args = ["eval", "--variant", "direct-plain", "--benchmark", "humaneval+", "--teacher", "local", "--threads", "2",
             "--out", str(out)]  # fmt: skip
@@ -416,7 +418,6 @@ def test_bench_sandbox_runs_the_same_tests_on_both_executors(fixture_tasks: list
 def test_cli_eval_fails_loudly_when_the_program_fails_everywhere(
     cli: CliRunner, fixture_tasks: list[Task], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import amr_dspy.cli.eval as eval_cli
     import amr_dspy.programs
     from amr_dspy.cli import app
 
@@ -424,11 +425,7 @@ def test_cli_eval_fails_loudly_when_the_program_fails_everywhere(
         def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
             raise ConnectionError("connection refused")
 
-    @contextmanager
-    def fake_session(spec: object) -> Iterator[None]:
-        yield None
-
-    monkeypatch.setattr(eval_cli, "teacher_session", fake_session)
+    without_teacher(monkeypatch)
     monkeypatch.setattr(amr_dspy.programs, "build_program", lambda variant, **kw: Down())
     out = tmp_path / "run"
     result = cli.invoke(app, ["eval", "--variant", "direct", "--benchmark", "humaneval+", "--out", str(out)])
@@ -470,15 +467,10 @@ class _Selected(dspy.Module):
 
 def _eval_with(cli: CliRunner, monkeypatch: pytest.MonkeyPatch, module: dspy.Module, out: Path,
                *args: str) -> object:  # fmt: skip
-    import amr_dspy.cli.eval as eval_cli
     import amr_dspy.programs
     from amr_dspy.cli import app
 
-    @contextmanager
-    def no_teacher(spec: object) -> Iterator[None]:
-        yield None
-
-    monkeypatch.setattr(eval_cli, "teacher_session", no_teacher)
+    without_teacher(monkeypatch)
     monkeypatch.setattr(amr_dspy.programs, "build_program", lambda variant, **kw: module)
     return cli.invoke(app, ["eval", "--variant", "direct-select", "--benchmark", "humaneval+", "--threads", "1",
                             "--workers", "1", "--out", str(out), *args])  # fmt: skip
@@ -559,7 +551,6 @@ class _SelectTeacher(dspy.utils.DummyLM):
 
 def _eval_direct_select(cli: CliRunner, monkeypatch: pytest.MonkeyPatch, out: Path, *args: str,
                         interrupt: bool = False) -> object:  # fmt: skip
-    import amr_dspy.cli.eval as eval_cli
     from amr_dspy.cli import app
 
     @contextmanager
@@ -568,7 +559,7 @@ def _eval_direct_select(cli: CliRunner, monkeypatch: pytest.MonkeyPatch, out: Pa
         with dspy.context(lm=lm):
             yield lm
 
-    monkeypatch.setattr(eval_cli, "teacher_session", fake_session)
+    monkeypatch.setattr(amr_dspy.run, "teacher_session", fake_session)
     return cli.invoke(app, ["eval", "--variant", "direct-select", "--benchmark", "humaneval+", "--threads", "1",
                             "--workers", "1", "--out", str(out), *args])  # fmt: skip
 

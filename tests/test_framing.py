@@ -11,6 +11,7 @@ import dspy
 import pytest
 from typer.testing import CliRunner
 
+import amr_dspy.run
 from amr_dspy.framing import completion_target, frame_instruction, insist_on_body, plain_prompt
 from tests.evalplus_helpers import use_humaneval_fixture
 
@@ -83,7 +84,6 @@ def test_insisting_on_a_body_names_the_functions_left_hollow() -> None:
 def test_generate_passes_a_benchmark_stub_and_its_entry_point_to_the_program(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import amr_dspy.cli.generate as generate_cli
     from amr_dspy.cli import app
     from tests.plain_teacher import PlainTeacher
 
@@ -96,7 +96,7 @@ def test_generate_passes_a_benchmark_stub_and_its_entry_point_to_the_program(
         with dspy.context(lm=teacher):
             yield teacher
 
-    monkeypatch.setattr(generate_cli, "teacher_session", fake_session)
+    monkeypatch.setattr(amr_dspy.run, "teacher_session", fake_session)
     out = tmp_path / "answers.jsonl"
     args = ["generate", "--input", "humaneval+", "--limit", "1", "--variant", "direct-plain", "--teacher", "local",
             "--out", str(out)]  # fmt: skip

@@ -14,6 +14,7 @@ from dspy.utils.dummies import DummyLM
 from typer.testing import CliRunner
 
 import amr_dspy.cli.library  # registers the commands on library_app
+import amr_dspy.run
 import amr_dspy.tasks
 from amr_dspy.cli._app import app
 from amr_dspy.errors import ConfigError, DataError, LibraryError
@@ -156,7 +157,7 @@ def test_build_with_a_teacher_describes_modules_without_a_docstring(
             yield lm
         prompts.extend(str(entry["messages"]) for entry in lm.history)
 
-    monkeypatch.setattr(amr_dspy.cli.library, "teacher_session", stand_in_session)
+    monkeypatch.setattr(amr_dspy.run, "teacher_session", stand_in_session)
     invoke(runner, "library", "build", "--out", str(tmp_path / "described"), "--teacher", "local")
     records = {r.name: r for r in Library.open(tmp_path / "described").records}
     assert records["twice"].description == "Double a number."  # from the teacher

@@ -16,12 +16,12 @@ from amr_dspy.compare import (
     EvalRun,
     build_report,
     load_eval_dir,
-    load_program_entry,
     parse_variant_entries,
     short_diff,
 )
 from amr_dspy.errors import ConfigError, DataError
 from amr_dspy.report import ComparisonReport, export_report, load_report, markdown_summary, render_report
+from amr_dspy.run import load_program
 from amr_dspy.stats import bootstrap_ci
 from tests.compare_helpers import LONG_FIX, TASK_IDS, eval_results, write_all, write_eval_dir
 
@@ -250,6 +250,6 @@ def test_program_entry_loads_the_compiled_artifact(tmp_path: Path) -> None:
     compiled.respond.demos = [dspy.Example(instruction="add 1 and 2", response="3", augmented=True)]
     artifact = make_artifact(tmp_path / "direct-fewshot.json", "direct", compiled)
     (entry,) = [e for e in parse_variant_entries(f"cot,{artifact}") if e.artifact]
-    module = load_program_entry(entry)
+    module = load_program(entry.variant, entry.artifact).module
     assert isinstance(module, DirectProgram)
     assert [d["response"] for d in module.respond.demos] == ["3"]

@@ -12,6 +12,7 @@ import dspy
 import pytest
 from typer.testing import CliRunner
 
+import amr_dspy.run
 from amr_dspy import resources
 from amr_dspy.errors import ConfigError
 from amr_dspy.resources import (
@@ -170,6 +171,8 @@ def test_eval_retrieves_from_the_default_library_unless_told_otherwise(
     built: list[object] = []
 
     def build(variant: str, **kwargs: object) -> dspy.Module:
+        if "executor" not in kwargs:  # eval's early check of the variant, before anything is opened
+            return dspy.Module()
         built.append(kwargs.get("library"))
         raise _Stop
 
@@ -202,7 +205,6 @@ class _Fixed(dspy.Module):
 def test_compare_gives_the_default_library_to_retrieval_variants_only_and_records_it(
     no_library: bool, opened: _Opened, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import amr_dspy.cli.compare as compare_cli
     import amr_dspy.evaluation
     import amr_dspy.programs
 
@@ -217,7 +219,7 @@ def test_compare_gives_the_default_library_to_retrieval_variants_only_and_record
     def no_teacher(spec: object) -> Iterator[None]:
         yield None
 
-    monkeypatch.setattr(compare_cli, "teacher_session", no_teacher)
+    monkeypatch.setattr(amr_dspy.run, "teacher_session", no_teacher)
     monkeypatch.setattr(amr_dspy.programs, "build_program", build)
     monkeypatch.setattr(amr_dspy.evaluation, "raise_if_all_failed", lambda results: None)  # every answer fails
     out = tmp_path / "cmp"
@@ -251,7 +253,7 @@ def test_compile_retrieves_from_the_default_library_unless_told_otherwise(
         seen.append((program_options["library"], library))
         raise _Stop
 
-    monkeypatch.setattr(compile_cli, "teacher_session", lambda spec: nullcontext())
+    monkeypatch.setattr(amr_dspy.run, "teacher_session", lambda spec: nullcontext())
     monkeypatch.setattr(compile_cli, "load_tasks", lambda spec, limit=None: [fake_task(k, spec) for k in (1, 2, 3)])
     monkeypatch.setattr(optimize.compile, "compile_program", compile_program)
     result = _invoke("compile", "--variant", "amr", "--recipe", "bootstrap", "--workers", "1", *args)

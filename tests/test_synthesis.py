@@ -14,6 +14,7 @@ from rich.console import Console
 from amr_dspy.errors import ArtifactError, ConfigError, DataError, TeacherUnavailableError
 from amr_dspy.extract import extract_code
 from amr_dspy.library import HashingEmbedder, Library, ModuleRecord, Provenance, Verification
+from amr_dspy.run import load_program, open_resources
 from amr_dspy.sandbox import Sandbox
 from amr_dspy.server import free_port
 from amr_dspy.synthesis import (
@@ -24,7 +25,6 @@ from amr_dspy.synthesis import (
     SynthesisSettings,
     check_teacher,
     execute,
-    load_program,
     merge_record,
     prepare,
     read_inputs,
@@ -179,7 +179,7 @@ def test_json_lists_and_parquet_are_read_with_locations(tmp_path: Path) -> None:
 def test_a_record_is_verified_and_its_modules_proposed_without_writing_the_library(
     fake: FakeOpenAI, sandbox: Sandbox, library: Library
 ) -> None:
-    program, _ = load_program("amr", None, library=library, executor=sandbox)
+    program = load_program("amr", library=library, executor=sandbox).module
     with teacher(fake):
         result = synthesize_record(item("Write `add_numbers(a, b)`."), program, library, settings=settings(),
                                    executor=sandbox)  # fmt: skip
@@ -201,7 +201,7 @@ def test_a_record_is_verified_and_its_modules_proposed_without_writing_the_libra
 
 
 def test_usage_counts_every_call_and_cached_calls_count_no_tokens(fake: FakeOpenAI, sandbox: Sandbox) -> None:
-    program, _ = load_program("direct", None)
+    program = load_program("direct").module
     text = "Write `count_things(xs)` usage."
     with teacher(fake, cache=True):
         dspy.configure_cache(enable_memory_cache=True, enable_disk_cache=False)
@@ -213,7 +213,9 @@ def test_usage_counts_every_call_and_cached_calls_count_no_tokens(fake: FakeOpen
     served = [r for r in fake.requests if r["instruction"].startswith(text)]
     assert first.usage.lm_calls == first.usage.uncached_lm_calls == 2 == len(served)  # answer + unit tests
     assert first.usage.prompt_tokens > 0 and first.usage.completion_tokens > 0
-    assert again.usage.lm_calls == 2 and again.usage.uncached_lm_calls == 0 and again.usage.tokens == 0
+    assert first.usage.paid_tokens == first.usage.tokens
+    assert again.usage.lm_calls == 2 and again.usage.uncached_lm_calls == 0 and again.usage.paid_tokens == 0
+    assert again.usage.tokens == first.usage.tokens  # a cache hit is used as much as the call that made it
     assert again.response == first.response
 
 
@@ -223,7 +225,7 @@ def test_a_stub_is_framed_for_the_program_and_the_verifier_and_kept_raw_in_the_r
     from amr_dspy.framing import frame_instruction
 
     stub = 'def scale_up(x: int) -> int:\n    """Return x scaled up."""\n'
-    program, _ = load_program("direct", None)
+    program = load_program("direct").module
     stub_item = InputItem(id="h/0", instruction=stub, where="unit.jsonl:1", entry_point="scale_up")
     with teacher(fake):
         record = synthesize_record(stub_item, program, None, settings=settings(), executor=sandbox).record
@@ -237,7 +239,7 @@ def test_a_stub_is_framed_for_the_program_and_the_verifier_and_kept_raw_in_the_r
 def test_code_failing_its_unit_tests_is_recorded_and_grows_nothing(
     fake: FakeOpenAI, sandbox: Sandbox, library: Library
 ) -> None:
-    program, _ = load_program("direct", None)
+    program = load_program("direct").module
     with teacher(fake):
         result = synthesize_record(item("Write `half_of(x)` BUGGY."), program, library, settings=settings(),
                                    executor=sandbox)  # fmt: skip
@@ -247,7 +249,7 @@ def test_code_failing_its_unit_tests_is_recorded_and_grows_nothing(
 
 
 def test_asserts_joined_in_one_test_string_are_run_one_by_one(fake: FakeOpenAI, sandbox: Sandbox) -> None:
-    program, _ = load_program("direct", None)
+    program = load_program("direct").module
     with teacher(fake):
         joined = synthesize_record(item("Write `two_in_one(x)` JOINED_TESTS"), program, None, settings=settings(),
                                    executor=sandbox).record  # fmt: skip
@@ -262,7 +264,7 @@ def test_asserts_joined_in_one_test_string_are_run_one_by_one(fake: FakeOpenAI, 
 def test_timeouts_5xx_and_connection_loss_are_retried(fake: FakeOpenAI, sandbox: Sandbox, tmp_path: Path) -> None:
     items = [item("Write `flaky_a(x)` FAULT:500x2", "f/0"), item("Write `flaky_b(x)` FAULT:dropx1", "f/1"),
              item("Write `flaky_c(x)` FAULT:timeoutx1", "f/2")]  # fmt: skip
-    program, _ = load_program("direct", None)
+    program = load_program("direct").module
     log = RecordLog.open(tmp_path / "records.jsonl")
     with teacher(fake, num_retries=2, timeout=1.0):
         made = run_synthesis(items, program=program, library=None, executor=sandbox, settings=settings(grow=False),
@@ -276,7 +278,7 @@ def test_timeouts_5xx_and_connection_loss_are_retried(fake: FakeOpenAI, sandbox:
 
 
 def test_unparsable_output_reruns_the_program(fake: FakeOpenAI, sandbox: Sandbox) -> None:
-    program, _ = load_program("direct", None)
+    program = load_program("direct").module
     with teacher(fake):  # ChatAdapter, then its JSONAdapter fallback, both get garbage on the first run
         record = synthesize_record(item("Write `parse_me(x)` FAULT:garbagex2"), program, None, settings=settings(),
                                    executor=sandbox).record  # fmt: skip
@@ -284,7 +286,7 @@ def test_unparsable_output_reruns_the_program(fake: FakeOpenAI, sandbox: Sandbox
 
 
 def test_past_the_retries_the_record_keeps_the_failure(fake: FakeOpenAI, sandbox: Sandbox) -> None:
-    program, _ = load_program("direct", None)
+    program = load_program("direct").module
     with teacher(fake, num_retries=1):
         record = synthesize_record(item("Write `down_hard(x)` FAULT:500x50"), program, None,
                                    settings=settings(retries=1), executor=sandbox).record  # fmt: skip
@@ -534,7 +536,7 @@ def test_an_unreachable_teacher_is_one_line_before_any_work() -> None:
 def test_the_log_drops_a_torn_last_line_and_refuses_duplicates(
     fake: FakeOpenAI, sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    program, _ = load_program("direct", None)
+    program = load_program("direct").module
     with teacher(fake):
         record = synthesize_record(item("Write `logged(x)`."), program, None, settings=settings(),
                                    executor=sandbox).record  # fmt: skip
@@ -586,8 +588,8 @@ def test_a_run_writes_records_exports_library_and_summary_and_resumes(
         {"instruction": ""},  # invalid, skipped
     ])  # fmt: skip
     job = job_for(tmp_path, inputs, skip_invalid=True)
-    with teacher(fake):
-        summary = execute(job, prepare(job), teacher="fake")
+    with teacher(fake), open_resources(None, workers=1) as run:
+        summary = execute(job, prepare(job), teacher="fake", sandbox=run.sandbox)
     out = job.out
     records = read_records(out / "records.jsonl")
     by_id = {r.id: r for r in records}
@@ -640,8 +642,8 @@ def test_a_run_writes_records_exports_library_and_summary_and_resumes(
         prepare(job.model_copy(update={"resume": True, "input": str(other)}))
     again = job.model_copy(update={"resume": True, "sft_all": True})
     served = len(fake.requests)
-    with teacher(fake):
-        resumed = execute(again, prepare(again), teacher="fake")
+    with teacher(fake), open_resources(None, workers=1) as run:
+        resumed = execute(again, prepare(again), teacher="fake", sandbox=run.sandbox)
     assert resumed.processed == 0 and resumed.resumed == 4 and len(fake.requests) == served
     assert len(read_records(out / "records.jsonl")) == 4 and resumed.sft_records == 3
     assert (resumed.yield_report.verified, resumed.yield_report.sft) == (2, 3)  # --sft-all: the failing one too
@@ -660,8 +662,8 @@ def test_without_a_library_a_run_neither_retrieves_nor_grows_and_resumes_only_wi
     monkeypatch.setenv("AMR_DSPY_HOME", str(tmp_path / "home"))
     inputs = write_jsonl(tmp_path / "work.jsonl", [{"instruction": "Write `add_pair(a, b)` returning a + b."}])
     job = job_for(tmp_path, inputs, variant="amr", seed_library=None, use_library=False)
-    with teacher(fake):
-        summary = execute(job, prepare(job), teacher="fake")
+    with teacher(fake), open_resources(None, workers=1) as run:
+        summary = execute(job, prepare(job), teacher="fake", sandbox=run.sandbox)
     (record,) = read_records(job.out / "records.jsonl")
     assert record.retrieved == [] and "retrieval skipped: no module library" in record.notes
     assert record.growth.added == [] and not (job.out / "library").exists()
@@ -693,12 +695,13 @@ def test_only_a_run_that_retrieves_or_grows_keeps_a_library(tmp_path: Path) -> N
 def test_a_compiled_artifact_is_loaded_and_hashed(tmp_path: Path) -> None:
     import hashlib
 
-    compiled, _ = load_program("direct", None)
+    compiled = load_program("direct").module
     compiled.respond.signature = compiled.respond.signature.with_instructions("Answer tersely.")
     from tests.test_artifact import make_artifact
 
     artifact = make_artifact(tmp_path / "direct.json", "direct", compiled)
-    program, digest = load_program("direct", artifact)
+    loaded = load_program("direct", artifact)
+    program, digest = loaded.module, loaded.sha256
     assert program.respond.signature.instructions == "Answer tersely."
     assert digest == hashlib.sha256(artifact.read_bytes()).hexdigest()
     with pytest.raises(ArtifactError, match=r"compiled for variant 'direct'|variant"):

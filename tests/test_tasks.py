@@ -193,7 +193,7 @@ def test_malformed_json_list_names_the_line(tmp_path: Path) -> None:
 
 def test_duplicate_ids_are_rejected(tmp_path: Path) -> None:
     path = _write(tmp_path / "dup.jsonl", [{"instruction": "a", "id": 1}, {"instruction": "b", "id": 1}])
-    with pytest.raises(DataError, match=r"dup\.jsonl:2: duplicate task id '1'"):
+    with pytest.raises(DataError, match=r"dup\.jsonl:2: duplicate id '1'"):
         load_tasks(str(path), id_field="id")
 
 

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
-from amr_dspy import resources
 from amr_dspy.teacher import ACCEPTED_FORMS, TeacherSpec
-
-if TYPE_CHECKING:
-    import dspy
-
-    from amr_dspy.library import Library
 
 __all__ = [
     "TeacherOpt",
@@ -31,10 +26,10 @@ __all__ = [
     "LibraryOpt",
     "NoLibraryOpt",
     "teacher_spec",
-    "teacher_session",
-    "open_module_library",
-    "retrieval_library",
+    "teacher_options",
 ]
+
+_Command = TypeVar("_Command", bound=Callable[..., Any])
 
 TeacherOpt = Annotated[
     str | None,
@@ -101,35 +96,41 @@ def teacher_spec(
                              temperature=temperature, cache=not no_cache, **serving)  # fmt: skip
 
 
-@contextmanager
-def teacher_session(spec: TeacherSpec) -> Iterator[dspy.LM]:
-    """Start the teacher (with a spinner) and make it, with its adapter, DSPy's LM for the block."""
-    import dspy
+def teacher_options(*, temperature: bool = True) -> Callable[[_Command], _Command]:
+    """Declare the teacher options once: the decorated command takes ``spec: TeacherSpec`` and the CLI shows, in
+    its place, --teacher, --api-base, --api-key, --max-tokens, --temperature (unless ``temperature`` is False:
+    the command always decodes greedily) and --no-cache."""
 
-    from amr_dspy.cli._app import console
-    from amr_dspy.teacher import open_teacher
+    def decorate(command: _Command) -> _Command:
+        signature = inspect.signature(command, eval_str=True)
+        if "spec" not in signature.parameters:
+            raise TypeError(f"{command.__name__} takes no spec: TeacherSpec parameter")
+        options = [p for p in _TEACHER_PARAMETERS if temperature or p.name != "temperature"]
+        parameters: list[inspect.Parameter] = []
+        for parameter in signature.parameters.values():
+            parameters.extend(options if parameter.name == "spec" else [parameter])
 
-    with ExitStack() as stack:
-        with console.status(f"starting teacher {spec.name}"):
-            lm = stack.enter_context(open_teacher(spec))
-        stack.enter_context(dspy.context(lm=lm, adapter=spec.make_adapter()))
-        yield lm
+        @functools.wraps(command)
+        def with_spec(**kwargs: Any) -> Any:
+            given = {p.name: kwargs.pop(p.name) for p in options}
+            spec = teacher_spec(given.pop("teacher"), given.pop("api_base"), given.pop("api_key"), **given)
+            return command(**kwargs, spec=spec)
+
+        with_spec.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        with_spec.__annotations__ = {p.name: p.annotation for p in parameters}
+        return with_spec  # type: ignore[return-value]
+
+    return decorate
 
 
-def open_module_library(directory: Path) -> Library:
-    """``resources.open_library`` behind a spinner: loading the index and the embedding model takes seconds."""
-    from amr_dspy.cli._app import console
-
-    with console.status(f"opening module library {directory}"):
-        return resources.open_library(directory)
-
-
-def retrieval_library(
-    variants: Iterable[str], library: Path | None, no_library: bool
-) -> tuple[Library | None, str | None]:
-    """The opened library the retrieval variants among ``variants`` use and its id for results and manifests;
-    (None, None) when none of them retrieves or with --no-library."""
-    directory = resources.library_for(variants, library, no_library=no_library)
-    if directory is None:
-        return None, None
-    return open_module_library(directory), resources.library_id(directory)
+_TEACHER_PARAMETERS = [
+    inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation, default=default)
+    for name, annotation, default in (
+        ("teacher", TeacherOpt, None),
+        ("api_base", ApiBaseOpt, None),
+        ("api_key", ApiKeyOpt, None),
+        ("max_tokens", MaxTokensOpt, 1024),
+        ("temperature", TemperatureOpt, 0.0),
+        ("no_cache", NoCacheOpt, False),
+    )
+]

@@ -28,17 +28,17 @@ def bench_sandbox_command(
     ),
 ) -> None:
     """Run the canonical solutions' hidden tests through amr_dspy's Sandbox and through evalplus; compare speed."""
-    from amr_dspy.evaluation import bench_sandbox, bench_table, evalplus_limits
-    from amr_dspy.sandbox import Sandbox
+    from amr_dspy.evaluation import bench_sandbox, bench_table
+    from amr_dspy.run import open_resources
     from amr_dspy.tasks import load_tasks
 
     with console.status(f"loading {benchmark}"):
         tasks = load_tasks(benchmark, limit=limit)
     with (
         console.status(f"running {sum(len(t.tests) for t in tasks)} tests twice"),
-        Sandbox(evalplus_limits(), workers=workers) as sandbox,
+        open_resources(None, tasks=tasks, workers=workers) as run,
     ):
-        report = bench_sandbox(tasks, sandbox, benchmark=benchmark, workers=workers)
+        report = bench_sandbox(tasks, run.sandbox, benchmark=benchmark, workers=workers)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
     console.print(bench_table(report))

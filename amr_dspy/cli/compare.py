@@ -8,30 +8,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from amr_dspy.cli._app import app, console
-from amr_dspy.cli._options import (
-    ApiBaseOpt,
-    ApiKeyOpt,
-    GuardOpt,
-    LibraryOpt,
-    MaxTokensOpt,
-    NoCacheOpt,
-    NoLibraryOpt,
-    SelectSamplesOpt,
-    TeacherOpt,
-    TemperatureOpt,
-    open_module_library,
-    teacher_session,
-    teacher_spec,
-)
+from amr_dspy.cli._options import GuardOpt, LibraryOpt, NoLibraryOpt, SelectSamplesOpt, teacher_options
 from amr_dspy.errors import AmrDspyError, ConfigError, DataError
+from amr_dspy.teacher import TeacherSpec  # at run time: typer reads the command's signature
 
 if TYPE_CHECKING:
     from amr_dspy.compare import EvalRun, VariantEntry
-    from amr_dspy.library import Library
     from amr_dspy.report import ComparisonReport
-    from amr_dspy.sandbox import Sandbox
+    from amr_dspy.run import Resources
     from amr_dspy.tasks import Task
-    from amr_dspy.teacher import TeacherSpec
 
 __all__ = ["compare_command", "report_command"]
 
@@ -44,6 +29,7 @@ ChangeTasksOpt = Annotated[
 
 
 @app.command("compare")
+@teacher_options()
 def compare_command(
     variants: Annotated[
         str | None,
@@ -99,12 +85,8 @@ def compare_command(
     ] = 0.95,
     task_rows: TaskRowsOpt = 40,
     change_tasks: ChangeTasksOpt = 10,
-    teacher: TeacherOpt = None,
-    api_base: ApiBaseOpt = None,
-    api_key: ApiKeyOpt = None,
-    max_tokens: MaxTokensOpt = 1024,
-    temperature: TemperatureOpt = 0.0,
-    no_cache: NoCacheOpt = False,
+    *,
+    spec: TeacherSpec,
 ) -> None:
     """Run program variants on identical tasks and report how each differs from the baseline.
 
@@ -138,9 +120,6 @@ def compare_command(
             raise ConfigError(
                 f"--baseline {baseline!r} is not among --variants: {', '.join(e.label for e in entries)}"
             )
-        spec = teacher_spec(
-            teacher, api_base, api_key, max_tokens=max_tokens, temperature=temperature, no_cache=no_cache
-        )
         runs = _run_variants(
             entries, benchmark, spec, out=out, limit=limit, reuse=reuse,
             library=library_for([e.variant for e in entries], library, no_library=no_library),
@@ -196,9 +175,8 @@ def _run_variants(
     and executor.
     """
     from amr_dspy.compare import load_eval_dir, variant_dir
-    from amr_dspy.evaluation import execution_limits
     from amr_dspy.resources import library_id, retrieves
-    from amr_dspy.sandbox import Sandbox
+    from amr_dspy.run import open_resources
     from amr_dspy.tasks import load_tasks
 
     with console.status(f"loading {benchmark}"):
@@ -217,11 +195,10 @@ def _run_variants(
         else:
             pending.append((entry, d, used))
     if pending:
-        handle = open_module_library(library) if library is not None and any(u for *_, u in pending) else None
-        with Sandbox(execution_limits(tasks), workers=workers) as sandbox, teacher_session(spec) as _lm:
-            for entry, d, used in pending:
-                retrieval = (handle, used) if used else (None, None)
-                _run_one(entry, d, tasks, sandbox, benchmark, spec, retrieval, build, threads, fresh)
+        with open_resources(spec, tasks=tasks, workers=workers, variants=[entry.variant for entry, *_ in pending],
+                            library=library, no_library=library is None, status=console.status) as run:  # fmt: skip
+            for entry, d, _ in pending:
+                _run_one(entry, d, tasks, run, benchmark, spec, build, threads, fresh)
     return [load_eval_dir(d) for d in directories]
 
 
@@ -229,30 +206,27 @@ def _run_one(
     entry: VariantEntry,
     directory: Path,
     tasks: list[Task],
-    sandbox: Sandbox,
+    run: Resources,
     benchmark: str,
     spec: TeacherSpec,
-    retrieval: tuple[Library | None, str | None],
     build: dict[str, Any],
     threads: int,
     fresh: bool,
 ) -> None:
-    """Run one entry; ``retrieval``: the opened library it retrieves from and that library's id, or two Nones."""
-    from amr_dspy.cli.eval import run_program_tasks
-    from amr_dspy.compare import load_program_entry
-    from amr_dspy.evaluation import raise_if_all_failed, summary_table
+    """Run one entry on the comparison's sandbox, teacher and (when its variant retrieves) library."""
+    from amr_dspy.evaluation import raise_if_all_failed, run_program_tasks, summary_table
 
-    library, ident = retrieval
-    module = load_program_entry(entry, library=library, executor=sandbox, **build)
+    loaded = run.program(entry.variant, entry.artifact, **build)
     results, _ = run_program_tasks(
-        module,
+        console,
+        loaded.module,
         tasks,
-        sandbox,
+        run.sandbox,
         benchmark,
         variant=entry.variant,
         teacher=spec.name,
         artifact=str(entry.artifact) if entry.artifact else None,
-        library=ident,
+        library=run.library_id_for(entry.variant),
         threads=threads,
         out=directory,
         fresh=fresh,

@@ -17,23 +17,10 @@ from rich.table import Table
 from rich.text import Text
 
 from amr_dspy.cli._app import app, console, err_console
-from amr_dspy.cli._options import (
-    ApiBaseOpt,
-    ApiKeyOpt,
-    GuardOpt,
-    LibraryOpt,
-    MaxTokensOpt,
-    NoCacheOpt,
-    NoLibraryOpt,
-    SelectSamplesOpt,
-    TeacherOpt,
-    TemperatureOpt,
-    retrieval_library,
-    teacher_session,
-    teacher_spec,
-)
+from amr_dspy.cli._options import GuardOpt, LibraryOpt, NoLibraryOpt, SelectSamplesOpt, teacher_options
 from amr_dspy.errors import ArtifactError, ConfigError
 from amr_dspy.tasks import load_tasks
+from amr_dspy.teacher import TeacherSpec  # at run time: typer reads the command's signature
 from optimize.recipes import load_recipe, parse_overrides, recipe_names
 
 if TYPE_CHECKING:
@@ -47,6 +34,7 @@ app.add_typer(program_app, name="program")
 
 
 @app.command("compile")
+@teacher_options()
 def compile_command(
     variant: Annotated[
         str, typer.Option(help="Program variant to compile: direct, cot, ans-repair, amr, amr-paper, amr-no-*.")
@@ -81,21 +69,16 @@ def compile_command(
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Discard the checkpoint of an earlier run instead of resuming it.")
     ] = False,
-    teacher: TeacherOpt = None,
-    api_base: ApiBaseOpt = None,
-    api_key: ApiKeyOpt = None,
-    max_tokens: MaxTokensOpt = 1024,
-    temperature: TemperatureOpt = 0.0,
-    no_cache: NoCacheOpt = False,
+    *,
+    spec: TeacherSpec,
 ) -> None:
     """Optimise a program variant with a recipe and save it as an artifact (DSPy state JSON plus manifest).
 
     Scores the variant on --dev before and after; rerunning the same command resumes from the checkpoint.
     """
-    from amr_dspy.evaluation import execution_limits
     from amr_dspy.metric import ExecutionMetric
     from amr_dspy.programs import VARIANTS
-    from amr_dspy.sandbox import Sandbox
+    from amr_dspy.run import open_resources
     from amr_dspy.teacher import served_by
     from optimize.artifact import TeacherInfo
     from optimize.compile import check_compilable, check_split_specs, compile_program
@@ -108,7 +91,6 @@ def compile_command(
         settings["threads"] = threads
     chosen = load_recipe(recipe, settings)
     check_split_specs(train, dev)
-    spec = teacher_spec(teacher, api_base, api_key, max_tokens=max_tokens, temperature=temperature, no_cache=no_cache)
     out = out or Path("artifacts") / spec.slug / f"{variant}-{chosen.name}.json"
     if out.suffix != ".json":
         raise ConfigError(f"--out {out}: the artifact must be a .json file")
@@ -116,13 +98,10 @@ def compile_command(
     with console.status(f"loading {train} and {dev}"):
         trainset = load_tasks(train, limit=train_limit)
         devset = load_tasks(dev, limit=dev_limit)
-    module_library, library_id = retrieval_library([variant], library, no_library)
-
-    limits = execution_limits([*trainset, *devset])
     with (
-        Sandbox(limits, workers=workers) as sandbox,
-        ExecutionMetric(sandbox) as metric,
-        teacher_session(spec) as lm,
+        open_resources(spec, tasks=[*trainset, *devset], workers=workers, variants=[variant], library=library,
+                       no_library=no_library, status=console.status) as run,
+        ExecutionMetric(run.sandbox) as metric,
         _ProgressDisplay() as show_event,
     ):
         result = compile_program(
@@ -132,12 +111,12 @@ def compile_command(
             devset,
             out,
             metric=metric,
-            teacher=TeacherInfo.from_spec(spec, served_by(lm)),
+            teacher=TeacherInfo.from_spec(spec, served_by(run.lm)),
             train_spec=train if train_limit is None else f"{train} (first {train_limit})",
             dev_spec=dev if dev_limit is None else f"{dev} (first {dev_limit})",
-            program_options={"library": module_library, "executor": sandbox, "guard": guard,
+            program_options={"library": run.library, "executor": run.sandbox, "guard": guard,
                              "samples": select_samples},  # fmt: skip
-            library=library_id,
+            library=run.library_id,
             fresh=fresh,
             on_event=show_event,
         )
@@ -211,7 +190,8 @@ def _manifest_table(manifest: ArtifactManifest, title: str) -> Table:
     if total is not None:
         rows += [
             ("LM calls", f"{total.lm_calls} ({total.cached_lm_calls} cache hits)"),
-            ("tokens", f"{total.prompt_tokens} prompt, {total.completion_tokens} completion (uncached calls only)"),
+            ("tokens", f"{total.prompt_tokens} prompt, {total.completion_tokens} completion used (cache hits "
+                       f"included); {total.paid_prompt_tokens} prompt, {total.paid_completion_tokens} completion paid"),
             ("metric calls", str(total.metric_calls)),
         ]
     rows += [

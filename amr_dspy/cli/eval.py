@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -10,35 +9,22 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from amr_dspy.cli._app import app, console
-from amr_dspy.cli._options import (
-    ApiBaseOpt,
-    ApiKeyOpt,
-    GuardOpt,
-    LibraryOpt,
-    MaxTokensOpt,
-    NoCacheOpt,
-    NoLibraryOpt,
-    SelectSamplesOpt,
-    TeacherOpt,
-    TemperatureOpt,
-    retrieval_library,
-    teacher_session,
-    teacher_spec,
-)
+from amr_dspy.cli._options import GuardOpt, LibraryOpt, NoLibraryOpt, SelectSamplesOpt, teacher_options
 from amr_dspy.errors import ConfigError, DataError
+from amr_dspy.teacher import TeacherSpec  # at run time: typer reads the command's signature
 
 if TYPE_CHECKING:
-    import dspy
 
     from amr_dspy.bigcodebench_crosscheck import BigCodeBenchCrossCheck
     from amr_dspy.evaluation import EvalResults
     from amr_dspy.sandbox import Sandbox
     from amr_dspy.tasks import Task
 
-__all__ = ["eval_command", "run_program_tasks"]
+__all__ = ["eval_command"]
 
 
 @app.command("eval")
+@teacher_options()
 def eval_command(
     benchmark: Annotated[
         str,
@@ -93,12 +79,8 @@ def eval_command(
             "--show-tasks/--no-show-tasks", help="Print one row per task (default: when there are at most 30)."
         ),
     ] = None,
-    teacher: TeacherOpt = None,
-    api_base: ApiBaseOpt = None,
-    api_key: ApiKeyOpt = None,
-    max_tokens: MaxTokensOpt = 1024,
-    temperature: TemperatureOpt = 0.0,
-    no_cache: NoCacheOpt = False,
+    *,
+    spec: TeacherSpec,
 ) -> None:
     """Run a program variant on a benchmark (or check a samples file) and report evalplus pass@1 (base and plus).
 
@@ -106,12 +88,12 @@ def eval_command(
     """
     from amr_dspy.evaluation import (
         crosscheck_evalplus,
-        execution_limits,
         raise_if_all_failed,
+        run_program_tasks,
         write_results,
         write_samples,
     )
-    from amr_dspy.sandbox import Sandbox
+    from amr_dspy.run import load_program, open_resources
     from amr_dspy.tasks import load_tasks
 
     if sum((variant is not None, samples is not None, canonical)) != 1:
@@ -139,26 +121,26 @@ def eval_command(
 
         require_reference()  # before any task runs
 
-    with Sandbox(execution_limits(tasks), workers=workers) as sandbox:
+    if variant is not None:  # an unknown variant or a mismatched artifact fails here, before the teacher starts
+        load_program(variant, program, samples=select_samples)
+    with open_resources(spec if variant else None, tasks=tasks, workers=workers, variants=[variant] if variant else [],
+                        library=library, no_library=no_library, status=console.status) as run:  # fmt: skip
         if samples is not None:
-            results, solutions = _check_samples(samples, tasks, sandbox, benchmark)
+            results, solutions = _check_samples(samples, tasks, run.sandbox, benchmark)
         elif canonical:
-            results, solutions = _check_canonical(tasks, sandbox, benchmark)
+            results, solutions = _check_canonical(tasks, run.sandbox, benchmark)
         else:
-            spec = teacher_spec(
-                teacher, api_base, api_key, max_tokens=max_tokens, temperature=temperature, no_cache=no_cache
-            )
-            results, solutions = _run_program(
-                variant or "",
+            loaded = run.program(variant or "", program, guard=guard, samples=select_samples)
+            results, solutions = run_program_tasks(
+                console,
+                loaded.module,
                 tasks,
-                sandbox,
+                run.sandbox,
                 benchmark,
-                spec=spec,
-                program=program,
-                library=library,
-                no_library=no_library,
-                guard=guard,
-                select_samples=select_samples,
+                variant=loaded.variant,
+                teacher=spec.name,
+                artifact=str(program) if program else None,
+                library=run.library_id_for(loaded.variant),
                 threads=threads,
                 out=out,
                 fresh=fresh,
@@ -207,163 +189,6 @@ def _check_canonical(tasks: list[Task], sandbox: Sandbox, benchmark: str) -> tup
     with console.status(f"checking {len(tasks)} canonical solutions"):
         results = evaluate_samples(tasks, solutions, sandbox, benchmark=benchmark, samples="canonical")
     return results, dict(solutions)
-
-
-def _run_program(
-    variant: str,
-    tasks: list[Task],
-    sandbox: Sandbox,
-    benchmark: str,
-    *,
-    spec: object,
-    program: Path | None,
-    library: Path | None,
-    no_library: bool,
-    guard: bool,
-    select_samples: int | None,
-    threads: int,
-    out: Path,
-    fresh: bool,
-) -> tuple[EvalResults, dict[str, str | None]]:
-    from amr_dspy.programs import build_program
-
-    module_library, library_id = retrieval_library([variant], library, no_library)
-    module = build_program(variant, library=module_library, executor=sandbox, guard=guard, samples=select_samples)
-    if program is not None:
-        from optimize.artifact import load_artifact
-
-        load_artifact(program, variant, program=module)  # refuses a mismatched variant, signatures or dspy
-    with teacher_session(spec) as _lm:  # type: ignore[arg-type]
-        return run_program_tasks(
-            module,
-            tasks,
-            sandbox,
-            benchmark,
-            variant=variant,
-            teacher=spec.name,  # type: ignore[attr-defined]
-            artifact=str(program) if program else None,
-            library=library_id,
-            threads=threads,
-            out=out,
-            fresh=fresh,
-        )
-
-
-def run_program_tasks(
-    module: dspy.Module,
-    tasks: list[Task],
-    sandbox: Sandbox,
-    benchmark: str,
-    *,
-    variant: str,
-    teacher: str | None,
-    artifact: str | None,
-    threads: int,
-    out: Path,
-    fresh: bool = False,
-    library: str | None = None,
-) -> tuple[EvalResults, dict[str, str | None]]:
-    """Run a built program on ``tasks`` under the current DSPy LM, with a progress bar; write predictions.jsonl,
-    samples.jsonl and results.json to ``out``.
-
-    ``library``: the id of the library the program retrieves from (``resources.library_id``), None for none.
-
-    Each finished task is checkpointed in ``out/progress.jsonl``; an interrupted run resumes from it (``fresh``
-    discards it). Returns the results and each task's extracted code. ``amr-dspy compare`` runs each variant
-    through here too, so a comparison's runs are exactly what ``eval`` would produce.
-    """
-    import dspy
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    from amr_dspy.evaluation import TaskResult, evaluate_program, program_config, write_results, write_samples
-    from amr_dspy.resume import EvalCheckpoint, lm_fingerprint, run_key
-    from amr_dspy.teacher import served_by
-
-    lm = dspy.settings.lm
-    config = program_config(module)  # the -select variants' samples are in it: other samples, another run
-    # the library only when there is one: checkpoints of runs without retrieval keep their key
-    key = run_key(variant=variant, benchmark=benchmark, tasks=[t.task_id for t in tasks], teacher=teacher,
-                  artifact=artifact, config=config, lm=lm_fingerprint(lm),
-                  **({"library": library} if library else {}))  # fmt: skip
-    checkpoint = EvalCheckpoint(out, key, fresh=fresh)
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("plus {task.fields[plus]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
-        resumed = [TaskResult.model_validate(f.result) for f in checkpoint.done.values()]
-        passed = [sum(r.plus_passed for r in resumed)]
-        bar = progress.add_task(f"{variant} on {benchmark}", total=len(tasks), completed=len(resumed),
-                                plus=passed[0])  # fmt: skip
-        if resumed:
-            progress.console.print(f"resuming: {len(resumed)} tasks finished earlier ({checkpoint.path})")
-
-        def advance(result: TaskResult) -> None:
-            passed[0] += result.plus_passed
-            progress.update(bar, advance=1, plus=passed[0])
-
-        results, records = evaluate_program(
-            module,
-            tasks,
-            sandbox,
-            benchmark=benchmark,
-            threads=threads,
-            on_result=advance,
-            variant=variant,
-            teacher=teacher,
-            artifact=artifact,
-            library=library,
-            checkpoint=checkpoint,
-            server=served_by(lm),
-            program_config=config,
-        )
-    solutions = {task_id: record["code"] for task_id, record in records.items()}
-    _write_predictions(out / "predictions.jsonl", tasks, records, results)
-    write_samples(out / "samples.jsonl", [t.task_id for t in tasks], solutions)
-    write_results(out / "results.json", results)
-    unchecked = [t.task_id for t in results.tasks if t.task_id not in checkpoint.recorded]
-    if unchecked:  # the teacher could not be reached for them: the same command asks again
-        console.print(f"[yellow]{len(unchecked)} task(s) could not reach the teacher (e.g. {unchecked[0]}); run the "
-                      f"same command again to retry them (the others resume from {checkpoint.path})[/]")
-    else:
-        checkpoint.finish()
-    return results, solutions
-
-
-def _write_predictions(
-    path: Path, tasks: list[Task], records: dict[str, dict[str, object]], results: EvalResults
-) -> None:
-    by_id = {r.task_id: r for r in results.tasks}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for task in tasks:
-            record = records.get(task.task_id, {})
-            row = {
-                "task_id": task.task_id,
-                "response": record.get("response"),
-                "code": record.get("code"),
-                "failure": by_id[task.task_id].failure,
-                "failure_message": by_id[task.task_id].failure_message,
-                "kept": record.get("kept"),
-                "notes": record.get("notes", []),
-                "retrieved": record.get("retrieved", []),
-                "framed_instruction": record.get("framed_instruction"),
-                "selection": record.get("selection"),
-                "module_checks": record.get("module_checks"),
-            }
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def _report(

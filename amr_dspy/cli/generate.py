@@ -10,21 +10,15 @@ from typing import Annotated
 import typer
 
 from amr_dspy.cli._app import app, console
-from amr_dspy.cli._options import (
-    ApiBaseOpt,
-    ApiKeyOpt,
-    MaxTokensOpt,
-    NoCacheOpt,
-    TeacherOpt,
-    teacher_session,
-    teacher_spec,
-)
+from amr_dspy.cli._options import LibraryOpt, NoLibraryOpt, teacher_options
 from amr_dspy.errors import ConfigError, TeacherUnavailableError
+from amr_dspy.teacher import TeacherSpec  # at run time: typer reads the command's signature
 
 SAMPLE_FILE = Path(__file__).resolve().parent.parent / "data" / "sample_instructions.jsonl"
 
 
 @app.command()
+@teacher_options(temperature=False)
 def generate(
     instruction: Annotated[str | None, typer.Option("--instruction", "-i", help="One instruction to answer.")] = None,
     input_file: Annotated[
@@ -34,20 +28,20 @@ def generate(
     variant: Annotated[str, typer.Option(help="Program variant, e.g. direct or cot.")] = "direct",
     instruction_field: Annotated[str, typer.Option(help="Field holding the instruction in --input.")] = "instruction",
     out: Annotated[Path | None, typer.Option(help="Also append the answers to this JSONL file.")] = None,
-    teacher: TeacherOpt = None,
-    api_base: ApiBaseOpt = None,
-    api_key: ApiKeyOpt = None,
-    max_tokens: MaxTokensOpt = 1024,
-    no_cache: NoCacheOpt = False,
+    library: LibraryOpt = None,
+    no_library: NoLibraryOpt = False,
+    *,
+    spec: TeacherSpec,
 ) -> None:
     """Answer instructions with the teacher and show each answer with syntax-highlighted code."""
-    from amr_dspy.programs import build_program
     from amr_dspy.render import answer_panel
+    from amr_dspy.run import load_program, open_resources
 
     items = _instructions(instruction, input_file, limit, instruction_field)
-    spec = teacher_spec(teacher, api_base, api_key, max_tokens=max_tokens, no_cache=no_cache)
-    program = build_program(variant)
-    with teacher_session(spec):
+    load_program(variant)  # an unknown variant fails here, before the teacher starts
+    with open_resources(spec, workers=1, variants=[variant], library=library, no_library=no_library,
+                        status=console.status) as run:  # fmt: skip
+        program = run.program(variant).module
         for number, (item_id, text, entry_point) in enumerate(items, 1):
             started = time.monotonic()
             with console.status(f"[{number}/{len(items)}] {item_id}"):

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from amr_dspy.cli._app import console, library_app
-from amr_dspy.cli._options import ApiBaseOpt, ApiKeyOpt, teacher_session, teacher_spec
+from amr_dspy.cli._options import ApiBaseOpt, ApiKeyOpt, teacher_spec
 from amr_dspy.errors import ConfigError, DataError, LibraryError
 
 if TYPE_CHECKING:
@@ -103,6 +103,8 @@ def _seed(
     if teacher is None:
         with console.status("embedding modules"):
             return {spec: seed_from_tasks(tasks, verdicts[spec], None, library) for spec, tasks in loaded.items()}
+    from amr_dspy.run import teacher_session
+
     config = teacher_spec(teacher, api_base, api_key, max_tokens=256)
     with teacher_session(config), console.status("describing and embedding modules"):
         describe = _teacher_describer()

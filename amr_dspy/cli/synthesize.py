@@ -11,17 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from amr_dspy.cli._app import app, console
-from amr_dspy.cli._options import (
-    ApiBaseOpt,
-    ApiKeyOpt,
-    GuardOpt,
-    MaxTokensOpt,
-    NoCacheOpt,
-    SelectSamplesOpt,
-    TeacherOpt,
-    TemperatureOpt,
-    teacher_session,
-)
+from amr_dspy.cli._options import GuardOpt, SelectSamplesOpt, teacher_options
+from amr_dspy.teacher import TeacherSpec  # at run time: typer reads the command's signature
 
 if TYPE_CHECKING:
     from amr_dspy.synthesis import SynthesisRecord
@@ -66,7 +57,7 @@ class RichProgress:
     def advance(self, record: SynthesisRecord) -> None:
         self._made += 1
         self._verified += record.verified
-        self._tokens += record.usage.tokens
+        self._tokens += record.usage.paid_tokens  # what the teacher decoded and read for this run
         minutes = max(time.monotonic() - self._started, 1e-6) / 60
         self._progress.update(self._task, advance=1, rate=f"{self._made / minutes:.1f}/min",
                               passed=f"{100 * self._verified / self._made:.0f}%",
@@ -74,6 +65,7 @@ class RichProgress:
 
 
 @app.command("synthesize")
+@teacher_options()
 def synthesize_command(
     input_spec: Annotated[
         str, typer.Option("--input", "-i", help="Instructions: a .jsonl, .json or .parquet file, hf:NAME[:SPLIT], "
@@ -166,12 +158,8 @@ def synthesize_command(
         bool, typer.Option("--sft-all", help="Put every record in sft.jsonl, not only the verified ones.")
     ] = False,
     workers: Annotated[int, typer.Option(min=1, help="Sandbox worker processes running the unit tests.")] = 2,
-    teacher: TeacherOpt = None,
-    api_base: ApiBaseOpt = None,
-    api_key: ApiKeyOpt = None,
-    max_tokens: MaxTokensOpt = 1024,
-    temperature: TemperatureOpt = 0.0,
-    no_cache: NoCacheOpt = False,
+    *,
+    spec: TeacherSpec,
 ) -> None:
     """Synthesize one verified training record per instruction with a (compiled) program and the teacher.
 
@@ -180,8 +168,8 @@ def synthesize_command(
     OUT/summary.json.
     """
     from amr_dspy.decontam import DEFAULT_BENCHMARKS, DecontamConfig
+    from amr_dspy.run import open_resources
     from amr_dspy.synthesis import SynthesisJob, check_teacher, execute, prepare, summary_table
-    from amr_dspy.teacher import TeacherSpec
 
     sample = input_spec == "sample"
     job = SynthesisJob(
@@ -214,9 +202,7 @@ def synthesize_command(
         ),
         sandbox_workers=workers,
     )
-    spec = TeacherSpec.parse(teacher, api_base=api_base, api_key=api_key, max_tokens=max_tokens,
-                             temperature=temperature, cache=not no_cache, num_retries=lm_retries,
-                             timeout_s=request_timeout)  # fmt: skip
+    spec = spec.model_copy(update={"num_retries": lm_retries, "timeout_s": request_timeout})
     job.concurrency = concurrency
     prepared = prepare(job)  # bad input, a taken --out or a benchmark input stop here, before the teacher starts
     console.print(f"[dim]program: {job.artifact or f'{variant} (uncompiled)'}[/]", highlight=False, soft_wrap=True)
@@ -224,10 +210,11 @@ def synthesize_command(
     if batch.invalid:
         console.print(f"[yellow]skipped {len(batch.invalid)} invalid row(s)[/], first: {batch.invalid[0].message}",
                       highlight=False)  # fmt: skip
-    with teacher_session(spec) as lm:
-        check_teacher(lm, spec.name)
+    # synthesis opens its own library (the copy in OUT/library that it grows), so none here
+    with open_resources(spec, workers=workers, status=console.status) as run:
+        check_teacher(run.lm, spec.name)
         with RichProgress(console) as progress:
-            summary = execute(job, prepared, teacher=spec.name, progress=progress,
+            summary = execute(job, prepared, teacher=spec.name, sandbox=run.sandbox, progress=progress,
                               status=lambda message: console.print(f"[dim]{message}[/]", highlight=False))  # fmt: skip
     console.print(summary_table(summary))
     console.print(f"wrote {out}/records.jsonl, dataset/, sft.jsonl, library/ and summary.json", highlight=False)

@@ -10,8 +10,9 @@ method passes. A task whose run needed a library that is not installed is *skipp
 list (``amr_dspy.bigcodebench``) *excluded*; both are counted and listed, and left out of pass@1's denominator.
 
 The package, one module per concept: ``results`` (the schema), ``checking`` (solutions in the sandbox), ``runner``
-(running a program), ``files`` (samples and results files), ``crosscheck`` (evalplus on the same samples),
-``sandbox_bench`` (the sandbox against evalplus's checker) and ``tables`` (rendering).
+(running a program), ``program_run`` (a checkpointed run with a progress bar, as eval and compare do it),
+``files`` (samples and results files), ``crosscheck`` (evalplus on the same samples), ``sandbox_bench`` (the
+sandbox against evalplus's checker) and ``tables`` (rendering).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 from amr_dspy.evaluation.checking import bigcodebench_limits, check_solutions, evalplus_limits, execution_limits
 from amr_dspy.evaluation.crosscheck import crosscheck_evalplus
 from amr_dspy.evaluation.files import read_samples, write_results, write_samples
+from amr_dspy.evaluation.program_run import run_program_tasks
 from amr_dspy.evaluation.results import (
     CrossCheck,
     EvalResults,
@@ -50,6 +52,7 @@ __all__ = [
     "bigcodebench_limits",
     "execution_limits",
     "evaluate_program",
+    "run_program_tasks",
     "run_parallel",
     "program_config",
     "evaluate_samples",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any, Literal
@@ -51,8 +52,10 @@ class TaskResult(SolutionCheck):
     task_id: str
     lm_calls: int = 0  # every LM call, cache hits included
     uncached_lm_calls: int = 0  # calls this run paid for (the others were DSPy cache hits)
-    prompt_tokens: int = 0  # tokens of every call, cache hits included (their stored usage)
+    prompt_tokens: int = 0  # used: every call's, cache hits included (their stored usage); see amr_dspy.usage
     completion_tokens: int = 0
+    paid_prompt_tokens: int | None = None  # paid: the calls that reached the teacher; None: results from before
+    paid_completion_tokens: int | None = None
     wall_s: float = 0.0  # the program's time for this task (cache hits make it short)
     # which answer the program kept: the quality guard's choice (AMR), the chosen candidate's kind (-select)
     kept: Kept | None = None
@@ -84,8 +87,10 @@ class EvalResults(BaseModel):
     skipped: dict[str, list[str]] = Field(default_factory=dict)  # task id -> libraries that are not installed here
     excluded: dict[str, str] = Field(default_factory=dict)  # task id -> why it is left out of scoring
     lm_calls: int = 0
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # used (cache hits included)
     completion_tokens: int = 0
+    paid_prompt_tokens: int | None = None  # paid (uncached calls); None when a task's is unknown
+    paid_completion_tokens: int | None = None
     wall_s: float
     tasks: list[TaskResult]
     crosscheck: CrossCheck | None = None
@@ -110,11 +115,18 @@ class EvalResults(BaseModel):
             lm_calls=sum(t.lm_calls for t in tasks),
             prompt_tokens=sum(t.prompt_tokens for t in tasks),
             completion_tokens=sum(t.completion_tokens for t in tasks),
+            paid_prompt_tokens=_total(t.paid_prompt_tokens for t in tasks),
+            paid_completion_tokens=_total(t.paid_completion_tokens for t in tasks),
             wall_s=wall_s,
             tasks=tasks,
             versions=package_versions(),
             **meta,
         )
+
+
+def _total(counts: Iterable[int | None]) -> int | None:
+    values = list(counts)
+    return None if any(v is None for v in values) else sum(v or 0 for v in values)
 
 
 def package_versions(*names: str) -> dict[str, str]:

@@ -14,7 +14,9 @@ from amr_dspy.errors import AmrDspyError, DataError
 from amr_dspy.evaluation.checking import check_solutions
 from amr_dspy.evaluation.results import EvalResults, Kept, SolutionCheck, TaskResult
 from amr_dspy.evaluation.tables import _clip
+from amr_dspy.rows import check_unique_id
 from amr_dspy.tasks import Task
+from amr_dspy.usage import Usage, metered
 
 if TYPE_CHECKING:
     import dspy
@@ -25,57 +27,17 @@ if TYPE_CHECKING:
 __all__ = ["evaluate_program", "run_parallel", "program_config", "evaluate_samples", "raise_if_all_failed"]
 
 
-class _RunStats(BaseModel):
-    lm_calls: int = 0
-    uncached_lm_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+class _RunStats(Usage):
     wall_s: float = 0.0
     error: str | None = None
     teacher_unreachable: bool = False
 
 
-def _entry_tokens(entry: dict[str, Any]) -> tuple[int, int]:
-    """Prompt and completion tokens of one LM history entry; a cache hit keeps them on its stored response."""
-    usage = entry.get("usage") or {}
-    if usage:
-        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-    response = entry.get("response")
-    response = response[0] if isinstance(response, list | tuple) and response else response
-    stored = getattr(response, "usage", None)
-    prompt = getattr(stored, "input_tokens", None) or getattr(stored, "prompt_tokens", None)
-    completion = getattr(stored, "output_tokens", None) or getattr(stored, "completion_tokens", None)
-    return int(prompt or 0), int(completion or 0)
-
-
 def _instrumented(program: dspy.Module) -> dspy.Module:
-    """Wrap ``program`` so each call records its LM calls, tokens, time and any exception on the prediction.
-
-    Tokens count every call, cache hits included (DSPy reports no usage for those, but keeps the stored response's),
-    so variants that share cached calls are compared on what they use; ``uncached_lm_calls`` is what a run paid for.
-    """
+    """Wrap ``program`` so each call records its LM usage (``amr_dspy.usage``: used and paid), time and any
+    exception on the prediction."""
     import dspy
-    from dspy.utils.callback import BaseCallback
     from dspy.utils.exceptions import LMTransportError
-
-    class CallMeter(BaseCallback):  # type: ignore[misc]  # dspy ships no types
-        def __init__(self) -> None:
-            self.stats = _RunStats()
-            self.lms: dict[str, Any] = {}
-
-        def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
-            self.stats.lm_calls += 1
-            self.lms[call_id] = instance
-
-        def on_lm_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
-            history = getattr(self.lms.pop(call_id, None), "history", None) or []
-            entry = next((e for e in reversed(history[-64:]) if e.get("outputs") is outputs), None)
-            if entry is None:
-                return
-            prompt, completion = _entry_tokens(entry)
-            self.stats.prompt_tokens += prompt
-            self.stats.completion_tokens += completion
-            self.stats.uncached_lm_calls += bool(entry.get("usage"))
 
     class Instrumented(dspy.Module):  # type: ignore[misc]  # dspy ships no types
         def __init__(self, inner: dspy.Module) -> None:
@@ -83,18 +45,16 @@ def _instrumented(program: dspy.Module) -> dspy.Module:
             self.inner = inner
 
         def forward(self, **inputs: Any) -> dspy.Prediction:
-            meter = CallMeter()
             started = time.perf_counter()
             error, unreachable = None, False
-            with dspy.context(callbacks=[*dspy.settings.callbacks, meter]):
+            with metered() as meter:
                 try:
                     prediction = self.inner(**inputs)
                 except Exception as exc:  # a failing task is a recorded outcome, not the end of the run
                     prediction, error = dspy.Prediction(response="", code=None), f"{type(exc).__name__}: {exc}"
                     unreachable = isinstance(exc, LMTransportError)
-            prediction._amr_stats = meter.stats.model_copy(
-                update={"wall_s": time.perf_counter() - started, "error": error,
-                        "teacher_unreachable": unreachable})  # fmt: skip
+            prediction._amr_stats = _RunStats(**meter.usage().model_dump(), wall_s=time.perf_counter() - started,
+                                              error=error, teacher_unreachable=unreachable)  # fmt: skip
             return prediction
 
     return Instrumented(program)
@@ -260,9 +220,7 @@ def evaluate_samples(
 def _check_unique(tasks: Sequence[Task]) -> None:
     seen: set[str] = set()
     for task in tasks:
-        if task.task_id in seen:
-            raise DataError(f"{task.source}: duplicate task id {task.task_id!r}")
-        seen.add(task.task_id)
+        check_unique_id(seen, task.source, task.task_id)
 
 
 def raise_if_all_failed(results: EvalResults) -> None:

@@ -17,13 +17,18 @@ def summary_table(results: EvalResults) -> Table:
     source = results.variant or (Path(results.samples).name if results.samples else None)
     title = " · ".join(x for x in (results.benchmark, source, results.teacher) if x)
     ran_program = results.samples is None
+    paid = ran_program and results.paid_prompt_tokens is not None and results.paid_completion_tokens is not None
     table = Table(title=f"pass@1 — {title}", title_justify="left")
-    for name in ("tasks", "base", "plus", "failures", *(("LM calls", "tokens in/out") if ran_program else ()), "wall"):
+    usage_columns = (("LM calls", "tokens in/out") if ran_program else ()) + (("paid in/out",) if paid else ())
+    for name in ("tasks", "base", "plus", "failures", *usage_columns, "wall"):
         table.add_column(name, justify="left" if name == "failures" else "right")
     failures = ", ".join(
         f"{n} {name.replace('_', ' ')}" for name, n in sorted(results.failures.items(), key=lambda x: -x[1])
     )
-    usage = (str(results.lm_calls), f"{results.prompt_tokens}/{results.completion_tokens}") if ran_program else ()
+    usage: tuple[str, ...] = (str(results.lm_calls), f"{results.prompt_tokens}/{results.completion_tokens}") \
+        if ran_program else ()
+    if paid:  # tokens in/out count cache hits (amr_dspy.usage); paid only the calls that reached the teacher
+        usage += (f"{results.paid_prompt_tokens}/{results.paid_completion_tokens}",)
     n_scored = results.n_tasks if results.n_scored is None else results.n_scored
     table.add_row(
         str(n_scored) if n_scored == results.n_tasks else f"{n_scored} of {results.n_tasks}",

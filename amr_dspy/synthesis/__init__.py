@@ -3,7 +3,7 @@
 One module per concept: ``inputs`` reads the instructions (``read_inputs``), ``records`` is the record schema
 (``SynthesisRecord``), ``pipeline`` makes one record (``synthesize_record``, ``merge_record``), ``record_log`` is
 the commit log ``records.jsonl`` and its durability (``RecordLog``, ``read_records``), ``run`` is a whole run with
-resume (``prepare``, ``execute``, ``run_synthesis``) and the program helpers (``load_program``, ``check_teacher``),
+resume (``prepare``, ``execute``, ``run_synthesis``) and the teacher check (``check_teacher``),
 ``exports`` writes the HF dataset and the SFT file, ``summary`` is ``summary.json`` and the printed table.
 """
 
@@ -30,10 +30,8 @@ from amr_dspy.synthesis.run import (
     Prepared,
     ProgressSink,
     SynthesisJob,
-    artifact_sha256,
     check_teacher,
     execute,
-    load_program,
     open_run,
     prepare,
     run_synthesis,
@@ -69,8 +67,6 @@ __all__ = [
     "execute",
     "open_run",
     "run_synthesis",
-    "load_program",
-    "artifact_sha256",
     "check_teacher",
     "write_exports",
     "read_records",

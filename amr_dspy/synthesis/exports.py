@@ -34,7 +34,8 @@ def _dataset_features() -> Any:
         "verification_n_discarded": integer, "verification_discarded": [string], "verification_leading": [string],
         "verification_evidence": string, "library_added": [string], "teacher": string, "variant": string,
         "artifact_sha256": string, "lm_calls": integer, "uncached_lm_calls": integer, "prompt_tokens": integer,
-        "completion_tokens": integer, "total_s": number, "teacher_s": number, "attempts": integer,
+        "completion_tokens": integer, "paid_prompt_tokens": integer, "paid_completion_tokens": integer,
+        "total_s": number, "teacher_s": number, "attempts": integer,
         "fallback": Value("bool"), "error": string,
     })  # fmt: skip
 
@@ -56,6 +57,7 @@ def _dataset_row(r: SynthesisRecord) -> dict[str, Any]:
         "teacher": r.teacher, "variant": r.variant, "artifact_sha256": r.artifact_sha256,
         "lm_calls": r.usage.lm_calls, "uncached_lm_calls": r.usage.uncached_lm_calls,
         "prompt_tokens": r.usage.prompt_tokens, "completion_tokens": r.usage.completion_tokens,
+        "paid_prompt_tokens": r.usage.paid_prompt_tokens, "paid_completion_tokens": r.usage.paid_completion_tokens,
         "total_s": r.timings.total_s, "teacher_s": r.timings.teacher_s, "attempts": r.attempts,
         "fallback": r.fallback, "error": r.error,
     }  # fmt: skip

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from amr_dspy.errors import ConfigError, DataError
-from amr_dspy.rows import file_rows, hf_rows, instruction_row
+from amr_dspy.rows import check_unique_id, file_rows, hf_rows, instruction_row
 
 __all__ = ["DEFAULT_MAX_INSTRUCTION_CHARS", "InputItem", "InvalidRow", "InputBatch", "read_inputs"]
 
@@ -87,14 +87,12 @@ def read_inputs(
         batch.rows += 1
         try:
             item = _item(where, index, row, fields, stem)
-            if item.id in seen:
-                raise DataError(f"{where}: duplicate id {item.id!r}")
+            check_unique_id(seen, where, item.id)
         except DataError as exc:
             if not skip_invalid:
                 raise
             batch.invalid.append(InvalidRow(where=where, message=str(exc)))
             continue
-        seen.add(item.id)
         batch.items.append(item)
         if limit is not None and len(batch.items) >= limit:
             break

@@ -50,10 +50,10 @@ from amr_dspy.synthesis.records import (
     SynthesisRecord,
     SynthesisSettings,
     Timings,
-    Usage,
     VerificationStatus,
 )
 from amr_dspy.testcases import AssertTest, ExecutionRequest, ExecutionResult
+from amr_dspy.usage import Usage, UsageMeter
 
 if TYPE_CHECKING:
     import dspy
@@ -65,8 +65,8 @@ __all__ = ["synthesize_record", "merge_record"]
 
 
 class _Meter:
-    """Counts LM calls and the seconds spent waiting on them, and remembers the latest response any step produced
-    (the fallback answer)."""
+    """Measures LM usage (``amr_dspy.usage``) and the seconds spent waiting on the teacher, and remembers the latest
+    response any step produced (the fallback answer)."""
 
     def __init__(self) -> None:
         from dspy.utils.callback import BaseCallback
@@ -76,7 +76,6 @@ class _Meter:
         class Callback(BaseCallback):  # type: ignore[misc]  # dspy ships no types
             def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
                 with meter.lock:
-                    meter.calls += 1
                     meter.started[call_id] = time.perf_counter()
 
             def on_lm_end(self, call_id: str, outputs: Any | None, exception: BaseException | None = None) -> None:
@@ -93,31 +92,22 @@ class _Meter:
                             meter.best = text
 
         self.callback = Callback()
+        self.usage_meter = UsageMeter()
         self.lock = threading.Lock()
-        self.calls = 0
         self.started: dict[str, float] = {}
         self.teacher_s = 0.0
         self.best: str | None = None
-        self.tracker: Any = None
 
     def usage(self) -> Usage:
-        entries = [e for batch in (self.tracker.usage_data.values() if self.tracker else []) for e in batch]
-        return Usage(
-            lm_calls=self.calls,
-            uncached_lm_calls=len(entries),
-            prompt_tokens=sum(int(e.get("prompt_tokens") or 0) for e in entries),
-            completion_tokens=sum(int(e.get("completion_tokens") or 0) for e in entries),
-        )
+        return self.usage_meter.usage()
 
 
 @contextmanager
 def _metered() -> Iterator[_Meter]:
     import dspy
-    from dspy.utils.usage_tracker import track_usage
 
     meter = _Meter()
-    with dspy.context(callbacks=[*dspy.settings.callbacks, meter.callback]), track_usage() as tracker:
-        meter.tracker = tracker
+    with dspy.context(callbacks=[*dspy.settings.callbacks, meter.callback, meter.usage_meter]):
         yield meter
 
 

@@ -6,13 +6,14 @@ record with the modules it proposes for the library.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from amr_dspy.agreement import Selection
 from amr_dspy.decontam import Verdict
 from amr_dspy.library import ModuleRecord
+from amr_dspy.usage import Usage, migrate_paid_only
 
 __all__ = [
     "Usage",
@@ -27,17 +28,6 @@ __all__ = [
     "SynthesisSettings",
     "RecordResult",
 ]
-
-
-class Usage(BaseModel):
-    lm_calls: int = 0  # every LM call, cache hits included
-    uncached_lm_calls: int = 0  # calls that reported usage (cache hits report none and count 0 tokens)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
 
 
 class Timings(BaseModel):
@@ -138,6 +128,11 @@ class SynthesisRecord(BaseModel):
     artifact: str | None = None
     artifact_sha256: str | None = None
     usage: Usage = Field(default_factory=Usage)
+
+    @field_validator("usage", mode="before")
+    @classmethod
+    def _paid_before_used(cls, value: Any) -> Any:  # records written when only paid tokens were counted
+        return migrate_paid_only(value)
     timings: Timings
     attempts: int = 1
     fallback: bool = False  # the program failed past its retries; ``response`` is the best one seen

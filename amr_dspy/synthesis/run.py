@@ -3,13 +3,12 @@ output directory (``open_run``: the library copy, ``run.json``, the records log)
 drives ``run_synthesis`` and writes the exports and the summary. ``run_synthesis`` drives ``synthesize_record``
 and ``merge_record`` (``amr_dspy.synthesis.pipeline``) with N records in flight and commits each record to the
 log (``amr_dspy.synthesis.record_log``); a resumed run skips the ids already committed. Also the program and
-teacher helpers a run starts with: ``load_program``, ``artifact_sha256`` and ``check_teacher``.
+teacher check a run starts with (``check_teacher``); the program comes from ``amr_dspy.run.load_program``.
 """
 
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ from pydantic import BaseModel, Field
 from amr_dspy.decontam import DecontamConfig
 from amr_dspy.errors import ConfigError, TeacherUnavailableError
 from amr_dspy.library import Library, Provenance
+from amr_dspy.run import load_program
 from amr_dspy.synthesis.exports import write_exports
 from amr_dspy.synthesis.inputs import DEFAULT_MAX_INSTRUCTION_CHARS, InputBatch, InputItem, read_inputs
 from amr_dspy.synthesis.pipeline import _one_line, merge_record, synthesize_record
@@ -46,8 +46,6 @@ __all__ = [
     "execute",
     "open_run",
     "run_synthesis",
-    "load_program",
-    "artifact_sha256",
     "check_teacher",
 ]
 
@@ -272,12 +270,12 @@ def execute(
     prepared: Prepared,
     *,
     teacher: str,
+    sandbox: Executor,
     progress: ProgressSink | None = None,
     status: Callable[[str], Any] | None = None,
 ) -> RunSummary:
-    """Run a prepared job with the DSPy LM configured in the caller's context (see ``teacher_session``)."""
-    from amr_dspy.sandbox import Sandbox
-
+    """Run a prepared job with the DSPy LM configured in the caller's context and the run's ``sandbox`` (both from
+    ``amr_dspy.run.open_resources``)."""
     say = status or (lambda _message: None)
     started = time.perf_counter()
     batch = prepared.batch
@@ -285,19 +283,19 @@ def execute(
     library_start = len(library) if library is not None else 0
     try:
         decontaminator, items, dropped = _decontaminate(job, batch.items, say)
-        with Sandbox(workers=job.sandbox_workers) as sandbox:
-            say("loading the program")
-            program, digest = load_program(job.variant, job.artifact, library=library, executor=sandbox,
-                                           guard=job.guard, samples=job.samples)  # fmt: skip
-            settings = SynthesisSettings(source=batch.name, teacher=teacher, variant=job.variant,
-                                         artifact=str(job.artifact) if job.artifact else None, artifact_sha256=digest,
-                                         retries=job.retries, backoff_s=job.backoff_s, verify=job.verify,
-                                         grow=job.grow)  # fmt: skip
-            loop_started = time.perf_counter()
-            made = run_synthesis(items, program=program, library=library, executor=sandbox, settings=settings,
-                                 log=log, concurrency=job.concurrency, decontaminator=decontaminator,
-                                 progress=progress)  # fmt: skip
-            loop_s = time.perf_counter() - loop_started
+        say("loading the program")
+        loaded = load_program(job.variant, job.artifact, library=library, executor=sandbox, guard=job.guard,
+                              samples=job.samples)  # fmt: skip
+        digest = loaded.sha256
+        settings = SynthesisSettings(source=batch.name, teacher=teacher, variant=job.variant,
+                                     artifact=str(job.artifact) if job.artifact else None, artifact_sha256=digest,
+                                     retries=job.retries, backoff_s=job.backoff_s, verify=job.verify,
+                                     grow=job.grow)  # fmt: skip
+        loop_started = time.perf_counter()
+        made = run_synthesis(items, program=loaded.module, library=library, executor=sandbox, settings=settings,
+                             log=log, concurrency=job.concurrency, decontaminator=decontaminator,
+                             progress=progress)  # fmt: skip
+        loop_s = time.perf_counter() - loop_started
         if library is not None and library.stats().unsaved:  # additions are saved before their record; a safety net
             library.save()
         records = log.records
@@ -337,27 +335,7 @@ def _decontaminate(
     return checker, kept, dropped
 
 
-# ================================================================================================ program, teacher
-
-
-def artifact_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def load_program(variant: str, artifact: Path | None, **build_kwargs: Any) -> tuple[dspy.Module, str | None]:
-    """Build ``variant`` (``build_kwargs``: library, executor, guard, samples) and load the compiled ``artifact``
-    into it; returns the program and the artifact's sha256."""
-    from amr_dspy.programs import build_program
-
-    program = build_program(variant, **build_kwargs)
-    if artifact is None:
-        return program, None
-    if not artifact.is_file():
-        raise ConfigError(f"--program {artifact}: no such file")
-    from optimize.artifact import load_artifact
-
-    load_artifact(artifact, variant, program=program)
-    return program, artifact_sha256(artifact)
+# ================================================================================================ teacher
 
 
 def check_teacher(lm: dspy.LM, name: str) -> None:

@@ -89,13 +89,15 @@ class RunSummary(BaseModel):
     modules_added: int
     lm_calls: int
     uncached_lm_calls: int
-    prompt_tokens: int
+    prompt_tokens: int  # used, cache hits included (amr_dspy.usage)
     completion_tokens: int
-    tokens_this_run: int
+    paid_prompt_tokens: int = 0  # paid: the calls that reached the teacher
+    paid_completion_tokens: int = 0
+    tokens_this_run: int  # paid by this run's records
     wall_s: float  # the whole command after the teacher started: decontamination, synthesis, exports
     synthesis_s: float  # the synthesis loop alone
     records_per_min: float  # this run, over synthesis_s
-    tokens_per_s: float  # this run, over synthesis_s
+    tokens_per_s: float  # paid tokens of this run, over synthesis_s
     dataset_rows: int
     sft_records: int
     yield_report: YieldReport
@@ -124,7 +126,7 @@ def _summarize(
     from amr_dspy.teacher import served_by
 
     n, n_made = len(records), len(made)
-    tokens_made = sum(r.usage.tokens for r in made)
+    tokens_made = sum(r.usage.paid_tokens for r in made)
     return RunSummary(
         input=batch.spec,
         input_name=batch.name,
@@ -155,6 +157,8 @@ def _summarize(
         uncached_lm_calls=sum(r.usage.uncached_lm_calls for r in records),
         prompt_tokens=sum(r.usage.prompt_tokens for r in records),
         completion_tokens=sum(r.usage.completion_tokens for r in records),
+        paid_prompt_tokens=sum(r.usage.paid_prompt_tokens for r in records),
+        paid_completion_tokens=sum(r.usage.paid_completion_tokens for r in records),
         tokens_this_run=tokens_made,
         wall_s=round(wall_s, 2),
         synthesis_s=round(loop_s, 2),
@@ -192,7 +196,8 @@ def summary_table(summary: RunSummary) -> Table:
         ("errors", f"{summary.errors} ({summary.fallbacks} fell back to the best response so far)"),
         ("library", f"{summary.library_start} → {summary.library_end} modules (+{summary.modules_added})"),
         ("LM calls", f"{summary.lm_calls} ({summary.uncached_lm_calls} uncached)"),
-        ("tokens in/out", f"{summary.prompt_tokens:,}/{summary.completion_tokens:,}"),
+        ("tokens in/out", f"{summary.prompt_tokens:,}/{summary.completion_tokens:,} used, "
+                          f"{summary.paid_prompt_tokens:,}/{summary.paid_completion_tokens:,} paid (uncached)"),
         ("throughput", f"{summary.records_per_min:.1f} records/min, {summary.tokens_per_s:.0f} tokens/s "
                        f"({summary.synthesis_s:.1f}s synthesizing, {summary.wall_s:.1f}s in all)"),
         ("exports", f"{summary.dataset_rows} dataset rows, {summary.sft_records} SFT records"),
