@@ -58,7 +58,7 @@ def migrate_paid_only(data: Any) -> Any:
     return data
 
 
-def entry_tokens(entry: dict[str, Any]) -> tuple[int, int, bool]:
+def _entry_tokens(entry: dict[str, Any]) -> tuple[int, int, bool]:
     """Prompt and completion tokens of one LM history entry and whether the call reached the teacher; a cache hit
     keeps them on its stored response."""
     usage = entry.get("usage") or {}
@@ -97,7 +97,7 @@ class UsageMeter(BaseCallback):  # type: ignore[misc]  # dspy ships no types
         entry = next((e for e in reversed(history[-64:]) if e.get("outputs") is outputs), None)
         if entry is None:
             return
-        prompt, completion, paid = entry_tokens(entry)
+        prompt, completion, paid = _entry_tokens(entry)
         with self._lock:
             usage = self._usage
             usage.prompt_tokens += prompt

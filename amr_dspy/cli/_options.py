@@ -56,7 +56,7 @@ SelectSamplesOpt = Annotated[
                  "one (default 8 for direct-select, 4 for amr-select); other variants ignore it."),
 ]
 
-# eval, compare and compile; synthesize words its own (its library is also the one it grows).
+# eval, compare, compile and generate; synthesize words its own (its library is also the one it grows).
 LibraryOpt = Annotated[
     Path | None,
     typer.Option("--library", file_okay=False, help="Function-module library the retrieval variants (amr, amr-paper, "
