@@ -17,7 +17,7 @@ from amr_dspy.errors import ConfigError
 from amr_dspy.evaluation import bigcodebench_limits, evalplus_limits
 from amr_dspy.run import load_program, open_resources, sandbox_limits
 from amr_dspy.tasks import Task, load_tasks
-from tests.evalplus_helpers import use_humaneval_fixture
+from tests.evalplus_helpers import use_humaneval_fixture, use_mbpp_subset
 from tests.fake_openai_server import FakeOpenAI
 
 
@@ -83,3 +83,21 @@ def test_a_program_loads_its_artifact_once_with_its_digest(tmp_path: Path) -> No
     assert loaded.artifact == artifact and loaded.sha256 is not None and len(loaded.sha256) == 64
     with pytest.raises(ConfigError, match="no such file"):
         load_program("direct", tmp_path / "missing.json")
+
+
+def test_compile_runs_on_a_real_remote_teacher_and_sandbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    use_mbpp_subset(monkeypatch, tmp_path, [2, 3, 4, 6, 7, 8, 554, 555])
+    out = tmp_path / "direct-bootstrap.json"
+    with FakeOpenAI() as server:
+        result = CliRunner().invoke(app, ["compile", "--variant", "direct", "--recipe", "bootstrap",
+                                          "--set", "num_candidate_programs=1", "--set", "valset=dev",
+                                          *_remote(server), "--no-cache", "--out", str(out)],
+                                    terminal_width=160)  # fmt: skip
+        asked = len(server.requests)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(out.with_name("direct-bootstrap.manifest.json").read_text())
+    assert manifest["teacher"]["name"] == "openai/fake-teacher" and manifest["data"]["dev"]["n_tasks"] == 2
+    # the toy answers fail MBPP's hidden tests in the real sandbox, so nothing passes and no demo is kept
+    assert manifest["dev_before"]["pass_rate"] == manifest["dev_after"]["pass_rate"] == 0.0
+    assert manifest["usage"]["total"]["uncached_lm_calls"] == asked > 0
+    assert load_program("direct", out).module.respond.demos == []
