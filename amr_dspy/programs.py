@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import weakref
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Literal, Protocol
 
 import dspy
@@ -282,14 +283,17 @@ def parse_unit_tests(tests: Sequence[str]) -> list[AssertTest]:
     return kept
 
 
-def write_unit_tests(predict: dspy.Module, *, instruction: str, code: str) -> list[AssertTest]:
-    """The teacher's unit tests for ``code``, one ``AssertTest`` per assert statement.
+def write_unit_tests(predict: dspy.Module, *, instruction: str, code: str,
+                     config: dict[str, Any] | None = None) -> list[AssertTest]:  # fmt: skip
+    """The teacher's unit tests for ``code``, one ``AssertTest`` per assert statement (``config``: the LM call's,
+    e.g. a rollout id and temperature).
 
     The 0.5B teacher often writes good asserts in a code block instead of a list of strings; those are kept.
     Any other failure (the teacher gone) propagates.
     """
     try:
-        written = predict(instruction=instruction, code=code).tests or []
+        extra = {"config": config} if config else {}
+        written = predict(instruction=instruction, code=code, **extra).tests or []
     except AdapterParseError as exc:
         written = assert_lines(exc.lm_response or "")
     return parse_unit_tests([str(t) for t in written])
@@ -555,6 +559,8 @@ class SelectConfig(BaseModel):
     samples: int = Field(default=8, ge=0)
     temperature: float = Field(default=0.8, gt=0.0)  # a sample at temperature 0 would repeat the direct answer
     early_exit_after: int = Field(default=2, ge=0)  # samples that must agree with a direct answer passing all tests
+    # sets of unit tests the teacher writes; the first as configured, the others sampled at `temperature`
+    test_sets: int = Field(default=1, ge=1)
 
     @property
     def first_samples(self) -> int:
@@ -610,8 +616,7 @@ class _Selecting:
         """The pool with ``answers`` in it, tested on the instruction's examples and tests the teacher writes now."""
         candidates = _candidates(answers, entry_point)
         code = next((c.code for c in candidates if c.code is not None), "")  # the tests' function name and parameters
-        tests = _attempt(notes, "unit tests", lambda: write_unit_tests(
-            self.write_tests, instruction=instruction, code=code)) or []  # fmt: skip
+        tests = self._write_tests(instruction, code, notes)
         pool = CandidatePool(self._executor.executor(), examples=instruction_examples(instruction, entry_point),
                              tests=tests, entry_point=entry_point)  # fmt: skip
         notes.append(f"candidates run on {len(pool.examples)} example(s) of the instruction and "
@@ -619,6 +624,18 @@ class _Selecting:
         for candidate in candidates:
             pool.add(candidate)
         return pool
+
+    def _write_tests(self, instruction: str, code: str, notes: list[str]) -> list[AssertTest]:
+        """The teacher's unit tests, ``test_sets`` sets of them: more tests tell more candidates apart, and the
+        agreement among candidates discards the wrong ones. Each further set has its own rollout id (as samples do)."""
+        base = _lm_rollout(self.write_tests)
+        tests: list[AssertTest] = []
+        for n in range(self.config.test_sets):
+            config = {"rollout_id": base + n, "temperature": self.config.temperature} if n else None
+            step = f"unit tests (rollout {base + n})" if n else "unit tests"
+            write = partial(write_unit_tests, self.write_tests, instruction=instruction, code=code, config=config)
+            tests += _attempt(notes, step, write) or []
+        return [t.model_copy(update={"name": f"unit_{i}"}) for i, t in enumerate(tests, 1)]
 
     def _finish(self, pool: CandidatePool, answers: dict[str, dspy.Prediction], entry_point: str | None,
                 notes: list[str], *, early_exit: str | None = None, **extra: Any) -> dspy.Prediction:  # fmt: skip

@@ -212,7 +212,8 @@ def test_probe_observes_the_call_side_once() -> None:
     assert code.endswith("_amr_value = f(2)\nassert 4 == _amr_value, _amr_fingerprint(_amr_value)")
     code = probe(AssertTest(name="t", code="import math\nassert not f(0)")).code
     assert code.endswith("import math\n_amr_value = f(0)\nassert not _amr_value, _amr_fingerprint(_amr_value)")
-    assert probe(AssertTest(name="t", code="assert f(1), 'msg'")).code == "assert f(1), 'msg'"
+    code = probe(AssertTest(name="t", code="assert f(1) == [2], 'case 1'")).code  # the value replaces the message
+    assert code.endswith("_amr_value = f(1)\nassert _amr_value == [2], _amr_fingerprint(_amr_value)")
     assert probe(AssertTest(name="t", code="print(1)")).code == "print(1)"
     assert probe(AssertTest(name="t", code="assert f(")).code == "assert f("
 
@@ -267,6 +268,18 @@ def test_a_failing_candidate_reports_what_it_returned(sandbox: Sandbox) -> None:
     assert doubled[3].endswith(" 0")
     assert keys(sandbox, "def f(x):\n    return x + x\n", tests) == doubled
     assert keys(sandbox, "def f(x):\n    return 3\n", tests)[0].endswith(" 3")
+
+
+def test_an_assert_with_its_own_message_reports_the_value_too(sandbox: Sandbox) -> None:
+    # rotate_matrix from the bundled samples: the teacher's expectation is wrong, and says so only in its message
+    test = 'assert f([[1, 2], [3, 4]]) == [[4, 1], [3, 2]], "Test case 1 failed"'
+    zipped = keys(sandbox, "def f(m):\n    return [list(r)[::-1] for r in zip(*m)]\n", [test])
+    looped = keys(sandbox, "def f(m):\n    n = len(m)\n    return [[m[n - 1 - j][i] for j in range(n)] "
+                           "for i in range(n)]\n", [test])  # fmt: skip
+    assert zipped == looped and zipped[0].endswith(" list[list[3, 1], list[4, 2]]")
+    runs = [CandidateRun(name="direct", kind="direct", code="a = 1\n", tests=zipped),
+            CandidateRun(name="sample_1", kind="sample", code="a = 2\n", tests=looped)]
+    assert contradicted(leading(runs), runs) == [0]  # two programs agree: the test is the teacher's mistake
 
 
 def test_values_are_compared_as_the_tests_compare_them(sandbox: Sandbox) -> None:

@@ -101,20 +101,21 @@ def test_select_samples_reaches_the_program_compile_builds(monkeypatch: pytest.M
     from amr_dspy.programs import build_program
     from tests.compile_helpers import fake_task
 
-    built: list[int] = []
+    built: list[tuple[int, int]] = []
 
     def compile_program(variant: str, *args: object, program_options: dict[str, object], **kwargs: object) -> None:
-        built.append(build_program(variant, **program_options).config.samples)
+        config = build_program(variant, **program_options).config
+        built.append((config.samples, config.test_sets))
         raise _Stop
 
     monkeypatch.setattr(amr_dspy.run, "teacher_session", lambda spec: nullcontext())
     monkeypatch.setattr(compile_cli, "load_tasks", lambda spec, limit=None: [fake_task(k, spec) for k in (1, 2, 3)])
     monkeypatch.setattr(optimize.compile, "compile_program", compile_program)
-    for args, samples in ((["--select-samples", "7"], 7), ([], 8)):
+    for args, settings in ((["--select-samples", "7", "--test-sets", "3"], (7, 3)), ([], (8, 1))):
         result = CliRunner().invoke(app, ["compile", "--variant", "direct-select", "--recipe", "bootstrap",
                                           "--workers", "1", *args])  # fmt: skip
         assert isinstance(result.exception, _Stop), result.output
-        assert built[-1] == samples
+        assert built[-1] == settings
 
 
 def test_select_samples_reaches_the_program_synthesize_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -128,12 +129,12 @@ def test_select_samples_reaches_the_program_synthesize_runs(monkeypatch: pytest.
         raise _Stop
 
     monkeypatch.setattr(amr_dspy.synthesis, "prepare", prepare)
-    result = CliRunner().invoke(app, ["synthesize", "--input", "sample", "--out", str(tmp_path / "run"),
-                                      "--variant", "amr-select", "--select-samples", "3"])  # fmt: skip
+    result = CliRunner().invoke(app, ["synthesize", "--input", "sample", "--out", str(tmp_path / "run"), "--variant",
+                                      "amr-select", "--select-samples", "3", "--test-sets", "2"])  # fmt: skip
     assert isinstance(result.exception, _Stop), result.output
     (job,) = jobs
-    program = amr_dspy.run.load_program(job.variant, samples=job.samples).module
-    assert job.samples == 3 and program.config.samples == 3
+    program = amr_dspy.run.load_program(job.variant, samples=job.samples, test_sets=job.test_sets).module
+    assert (job.samples, job.test_sets) == (3, 2) and (program.config.samples, program.config.test_sets) == (3, 2)
     assert amr_dspy.run.load_program("amr", samples=job.samples).module.config == \
         amr_dspy.run.load_program("amr").module.config  # a variant that does not sample ignores it
 

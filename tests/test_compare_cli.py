@@ -45,11 +45,12 @@ def _invoke(cli: CliRunner, *args: str) -> object:
         (["--variants", "direct,no/such.json"], ConfigError, "no/such.json does not exist"),
         (["--from-evals", "only-one"], ConfigError, "at least two eval folders"),
         (["--from-evals", "a,b", "--limit", "3"], ConfigError,
-         "--limit, --reuse, --library, --no-library and --select-samples"),
+         "--limit, --reuse, --library, --no-library, --select-samples and --test-sets"),
         (["--from-evals", "a,b", "--no-library"], ConfigError, "apply to running variants"),
         (["--variants", "direct,amr", "--library", "lib", "--no-library"], ConfigError,
          "--library lib and --no-library: give one of them"),
         (["--from-evals", "a,b", "--select-samples", "2"], ConfigError, "apply to running variants"),
+        (["--from-evals", "a,b", "--test-sets", "2"], ConfigError, "apply to running variants"),
         (["--from-evals", "nowhere-a,nowhere-b"], ConfigError, "nowhere-a: no results.json"),
     ],
 )

@@ -478,6 +478,22 @@ def test_direct_select_chooses_the_samples_that_agree_over_a_wrong_direct_answer
     json.dumps(selection.model_dump(mode="json"))  # lands in predictions.jsonl as it is
 
 
+def test_more_test_sets_are_sampled_with_their_own_rollout_ids_and_tell_candidates_apart(sandbox: Any) -> None:
+    zero = {"tests": ["assert add(0, 0) == 0"]}  # a - b and a + b both pass it
+    answers = [{"response": DIRECT}, zero, {"tests": ["assert add(2, 3) == 5", "assert add(0, 0) == 0"]},
+               {"response": SUM}, {"response": DIRECT}, {"response": SUM}, {"response": DIRECT}]  # fmt: skip
+    prediction, lm = select("direct-select", answers, sandbox, test_sets=2)
+    assert [(h["kwargs"].get("rollout_id"), h["kwargs"].get("temperature")) for h in lm.history] == [
+        (None, None), (None, None), (1, 0.8), (1, 0.8), (2, 0.8), (3, 0.8), (4, 0.8)]  # direct, 2 test sets, samples
+    selection = prediction.selection
+    assert selection.tests == ["assert add(0, 0) == 0", "assert add(2, 3) == 5"]  # the repeat counted once
+    # by hand: a - b passes add(0, 0) only (score 3 × 1); a + b passes both (2 × 2 = 4). With the first set alone
+    # every answer passes everything, and the early exit keeps the direct a - b after two samples.
+    assert [(g.members, g.tests_passed, g.score) for g in selection.groups] == [
+        (["direct", "sample_2", "sample_4"], 1, 3), (["sample_1", "sample_3"], 2, 4)]
+    assert prediction.response == SUM
+
+
 def test_the_instruction_s_example_overrules_wrong_teacher_tests(sandbox: Any) -> None:
     wrong_tests = {"tests": ["assert add(1, 2) == 4", "assert add(0, 0) == 1"]}  # the teacher's tests are wrong
     answers = [{"response": OFF_BY_ONE}, wrong_tests, {"response": SUM}, {"response": OFF_BY_ONE},

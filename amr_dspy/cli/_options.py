@@ -21,6 +21,7 @@ __all__ = [
     "NoCacheOpt",
     "GuardOpt",
     "SelectSamplesOpt",
+    "TestSetsOpt",
     "ServerOpt",
     "SlotsOpt",
     "LibraryOpt",
@@ -54,6 +55,11 @@ SelectSamplesOpt = Annotated[
     int | None,
     typer.Option("--select-samples", min=0, help="direct-select and amr-select: answers sampled besides the direct "
                  "one (default 8 for direct-select, 4 for amr-select); other variants ignore it."),
+]
+TestSetsOpt = Annotated[
+    int | None,
+    typer.Option("--test-sets", min=1, help="direct-select and amr-select: sets of unit tests the teacher writes "
+                 "for the candidates (default 1; each further set sampled with its own rollout id)."),
 ]
 
 # eval, compare, compile and generate; synthesize words its own (its library is also the one it grows).

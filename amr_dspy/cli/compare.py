@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from amr_dspy.cli._app import app, console
-from amr_dspy.cli._options import GuardOpt, LibraryOpt, NoLibraryOpt, SelectSamplesOpt, teacher_options
+from amr_dspy.cli._options import GuardOpt, LibraryOpt, NoLibraryOpt, SelectSamplesOpt, TestSetsOpt, teacher_options
 from amr_dspy.errors import AmrDspyError, ConfigError, DataError
 from amr_dspy.teacher import TeacherSpec  # at run time: typer reads the command's signature
 
@@ -68,6 +68,7 @@ def compare_command(
     no_library: NoLibraryOpt = False,
     guard: GuardOpt = True,
     select_samples: SelectSamplesOpt = None,
+    test_sets: TestSetsOpt = None,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Discard checkpoints of interrupted variant runs in --out instead of "
                            "resuming them.")
@@ -105,10 +106,11 @@ def compare_command(
         )
     out = out or Path("artifacts/compare") / _slug(benchmark)
     if from_evals is not None:
-        if limit is not None or reuse or library is not None or no_library or select_samples is not None:
+        running = (limit, library, select_samples, test_sets) != (None,) * 4 or reuse or no_library
+        if running:
             raise ConfigError(
-                "--limit, --reuse, --library, --no-library and --select-samples apply to running variants, not to "
-                "--from-evals"
+                "--limit, --reuse, --library, --no-library, --select-samples and --test-sets apply to running "
+                "variants, not to --from-evals"
             )
         directories = [Path(item.strip()) for item in from_evals.split(",") if item.strip()]
         if len(directories) < 2:
@@ -123,7 +125,8 @@ def compare_command(
         runs = _run_variants(
             entries, benchmark, spec, out=out, limit=limit, reuse=reuse,
             library=library_for([e.variant for e in entries], library, no_library=no_library),
-            build={"guard": guard, "samples": select_samples}, threads=threads, workers=workers, fresh=fresh,
+            build={"guard": guard, "samples": select_samples, "test_sets": test_sets}, threads=threads,
+            workers=workers, fresh=fresh,
         )  # fmt: skip
     report = build_report(runs, baseline=baseline, confidence=confidence, resamples=resamples, seed=seed)
     _show_and_export(report, out, task_rows=task_rows, change_tasks=change_tasks)

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from amr_dspy.cli._app import app, console, err_console
-from amr_dspy.cli._options import GuardOpt, LibraryOpt, NoLibraryOpt, SelectSamplesOpt, teacher_options
+from amr_dspy.cli._options import GuardOpt, LibraryOpt, NoLibraryOpt, SelectSamplesOpt, TestSetsOpt, teacher_options
 from amr_dspy.errors import ArtifactError, ConfigError
 from amr_dspy.tasks import load_tasks
 from amr_dspy.teacher import TeacherSpec  # at run time: typer reads the command's signature
@@ -62,6 +62,7 @@ def compile_command(
     no_library: NoLibraryOpt = False,
     guard: GuardOpt = True,
     select_samples: SelectSamplesOpt = None,
+    test_sets: TestSetsOpt = None,
     threads: Annotated[
         int | None, typer.Option(min=1, help="Examples run in parallel (overrides the recipe's threads).")
     ] = None,
@@ -115,7 +116,7 @@ def compile_command(
             train_spec=train if train_limit is None else f"{train} (first {train_limit})",
             dev_spec=dev if dev_limit is None else f"{dev} (first {dev_limit})",
             program_options={"library": run.library, "executor": run.sandbox, "guard": guard,
-                             "samples": select_samples},  # fmt: skip
+                             "samples": select_samples, "test_sets": test_sets},  # fmt: skip
             library=run.library_id,
             fresh=fresh,
             on_event=show_event,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from amr_dspy.cli._app import app, console
-from amr_dspy.cli._options import GuardOpt, LibraryOpt, NoLibraryOpt, SelectSamplesOpt, teacher_options
+from amr_dspy.cli._options import GuardOpt, LibraryOpt, NoLibraryOpt, SelectSamplesOpt, TestSetsOpt, teacher_options
 from amr_dspy.errors import ConfigError, DataError
 from amr_dspy.teacher import TeacherSpec  # at run time: typer reads the command's signature
 
@@ -53,6 +53,7 @@ def eval_command(
     no_library: NoLibraryOpt = False,
     guard: GuardOpt = True,
     select_samples: SelectSamplesOpt = None,
+    test_sets: TestSetsOpt = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N tasks of the benchmark.")] = None,
     threads: Annotated[
         int,
@@ -101,9 +102,10 @@ def eval_command(
             "give exactly one of --variant NAME (run a program), --samples FILE (check existing samples) "
             "or --canonical (check the canonical solutions)"
         )
-    if variant is None and (program or library or no_library or select_samples is not None):
+    if variant is None and (program or library or no_library or (select_samples, test_sets) != (None, None)):
         raise ConfigError(
-            "--program, --library, --no-library and --select-samples need --variant; --samples and --canonical "
+            "--program, --library, --no-library, --select-samples and --test-sets need --variant; --samples and "
+            "--canonical "
             "run no program"
         )
     source = variant or (samples.stem if samples is not None else "canonical")
@@ -122,7 +124,7 @@ def eval_command(
         require_reference()  # before any task runs
 
     if variant is not None:  # an unknown variant or a mismatched artifact fails here, before the teacher starts
-        load_program(variant, program, samples=select_samples)
+        load_program(variant, program, samples=select_samples, test_sets=test_sets)
     with open_resources(spec if variant else None, tasks=tasks, workers=workers, variants=[variant] if variant else [],
                         library=library, no_library=no_library, status=console.status) as run:  # fmt: skip
         if samples is not None:
@@ -130,7 +132,8 @@ def eval_command(
         elif canonical:
             results, solutions = _check_canonical(tasks, run.sandbox, benchmark)
         else:
-            loaded = run.program(variant or "", program, guard=guard, samples=select_samples)
+            loaded = run.program(variant or "", program, guard=guard, samples=select_samples,
+                                 test_sets=test_sets)
             results, solutions = run_program_tasks(
                 console,
                 loaded.module,

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from amr_dspy.cli._app import app, console
-from amr_dspy.cli._options import GuardOpt, SelectSamplesOpt, teacher_options
+from amr_dspy.cli._options import GuardOpt, SelectSamplesOpt, TestSetsOpt, teacher_options
 from amr_dspy.teacher import TeacherSpec  # at run time: typer reads the command's signature
 
 if TYPE_CHECKING:
@@ -121,6 +121,7 @@ def synthesize_command(
     ] = True,
     guard: GuardOpt = True,
     select_samples: SelectSamplesOpt = None,
+    test_sets: TestSetsOpt = None,
     retries: Annotated[
         int, typer.Option(min=0, help="Re-runs of a record's program after a failure, with exponential backoff.")
     ] = 2,
@@ -189,6 +190,7 @@ def synthesize_command(
         grow=grow,
         guard=guard,
         samples=select_samples,
+        test_sets=test_sets,
         retries=retries,
         backoff_s=backoff,
         sft_all=sft_all,

@@ -74,6 +74,7 @@ class SynthesisJob(BaseModel):
     grow: bool = True
     guard: bool = True
     samples: int | None = Field(None, ge=0)  # the -select variants' samples (None: SelectConfig's default)
+    test_sets: int | None = Field(None, ge=1)  # the -select variants' sets of unit tests
     verify: bool = True
     retries: int = Field(2, ge=0)
     backoff_s: float = Field(2.0, ge=0.0)
@@ -122,7 +123,8 @@ def prepare(job: SynthesisJob) -> Prepared:
     seed = _seed(job)
     if _keeps_library(job) and not (job.out / LIBRARY_DIR).is_dir() and not (seed / "manifest.json").is_file():
         raise ConfigError(f"--library {seed}: not a function-module library (manifest.json is missing)")
-    load_program(job.variant, job.artifact, samples=job.samples)  # an unknown variant or artifact fails here, early
+    # an unknown variant or artifact fails here, early
+    load_program(job.variant, job.artifact, samples=job.samples, test_sets=job.test_sets)
     return Prepared(batch=batch, existing_records=existing or 0)
 
 
@@ -285,7 +287,7 @@ def execute(
         decontaminator, items, dropped = _decontaminate(job, batch.items, say)
         say("loading the program")
         loaded = load_program(job.variant, job.artifact, library=library, executor=sandbox, guard=job.guard,
-                              samples=job.samples)  # fmt: skip
+                              samples=job.samples, test_sets=job.test_sets)  # fmt: skip
         digest = loaded.sha256
         settings = SynthesisSettings(source=batch.name, teacher=teacher, variant=job.variant,
                                      artifact=str(job.artifact) if job.artifact else None, artifact_sha256=digest,
