@@ -24,7 +24,8 @@ from amr_dspy.sandbox import Sandbox
 from amr_dspy.stats import mcnemar_exact
 from amr_dspy.tasks import Task
 
-__all__ = ["CurvePoint", "SelectionCurve", "replay", "selection_curve", "read_selections", "curve_markdown"]
+__all__ = ["CurvePoint", "SelectionCurve", "replay", "selection_curve", "read_selections", "hidden_passes",
+           "curve_markdown"]
 
 
 class CurvePoint(BaseModel):
@@ -92,7 +93,7 @@ def selection_curve(run: Path, tasks: Sequence[Task], *, benchmark: str, early_e
     missing = sorted(set(selections) - set(by_id))
     if missing:
         raise ConfigError(f"{run}: task {missing[0]} is not in {benchmark} (is --benchmark the run's benchmark?)")
-    passes = _hidden_passes(selections, by_id, workers)
+    passes = hidden_passes(selections, by_id, workers)
     max_samples = max((sum(r.kind == "sample" for r in s.candidates) for s in selections.values()), default=0)
     direct = {tid: passes[(tid, s.candidates[0].code)] for tid, s in selections.items()}
     points = [_point(selections, passes, direct, n, e) for e in early_exit_after for n in range(max_samples + 1)]
@@ -101,7 +102,7 @@ def selection_curve(run: Path, tasks: Sequence[Task], *, benchmark: str, early_e
                           points=points)  # fmt: skip
 
 
-def _hidden_passes(selections: dict[str, Selection], tasks: dict[str, Task],
+def hidden_passes(selections: dict[str, Selection], tasks: dict[str, Task],
                    workers: int) -> dict[tuple[str, str | None], bool]:  # fmt: skip
     pairs = sorted({(tid, run.code) for tid, s in selections.items() for run in s.candidates},
                    key=lambda pair: (pair[0], pair[1] or ""))  # fmt: skip

@@ -251,3 +251,31 @@ def bench_selection_command(
                       f"{best.passed} at N={best.samples} (early exit after {best.early_exit_after})",
                       highlight=False, emoji=False)  # fmt: skip; "mbpp+:train:" is not an emoji
     console.print(f"wrote {out} and {json_path}")
+
+
+@bench_app.command("verification")
+def bench_verification_command(
+    runs: Annotated[list[Path], typer.Argument(exists=True, file_okay=False, help="Eval folders of direct-select or "
+                                               "amr-select runs, all on --benchmark.")],  # fmt: skip
+    benchmark: Annotated[str, typer.Option("--benchmark", "-b", help="The runs' benchmark, e.g. mbpp+:dev.")],
+    out: Annotated[Path, typer.Option(dir_okay=False, help="Report: OUT.md and OUT.json beside it.")] = Path(
+        "verification.md"
+    ),
+    workers: Annotated[int, typer.Option(min=1, help="Sandbox worker processes checking answers.")] = 2,
+) -> None:
+    """How right synthesis's verified records are: its verification replayed on runs' pools, against hidden tests."""
+    from amr_dspy.tasks import load_tasks
+    from amr_dspy.verification_bench import replay_markdown, verification_replay
+
+    tasks = load_tasks(benchmark)
+    replays = [verification_replay(run, tasks, benchmark=benchmark, workers=workers) for run in runs]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(replay_markdown(replays), encoding="utf-8")
+    json_path = out.with_suffix(".json")
+    json_path.write_text(json.dumps([r.model_dump() for r in replays], indent=2) + "\n", encoding="utf-8")
+    for replay in replays:
+        c = replay.without_examples
+        precision = "n/a" if c.precision is None else f"{100 * c.precision:.1f}%"
+        console.print(f"{replay.variant} on {replay.benchmark}, without examples: {c.passed}/{c.records} verified, "
+                      f"precision {precision} on hidden tests", highlight=False, emoji=False)  # fmt: skip
+    console.print(f"wrote {out} and {json_path}")
