@@ -51,6 +51,7 @@ from amr_dspy.decontam import (
 )
 from amr_dspy.errors import DataError
 from amr_dspy.library.embedding import Embedder
+from amr_dspy.rows import names_another_language
 
 __all__ = [
     "TextCase",
@@ -85,11 +86,6 @@ THRESHOLDS = (0.8, 0.85, 0.9)
 CODE_SETS = ("verbatim-solution", "renamed-solution", "embedded-solution")
 PROMPT_SETS = ("verbatim-prompt", "paraphrased-prompt")
 _EXAMPLES = 5
-_OTHER_LANGUAGE = re.compile(
-    r"\b(java|javascript|js|c\+\+|c#|c|sql|mysql|html|css|ruby|php|swift|kotlin|go|golang|rust|perl|bash|shell|"
-    r"typescript|jquery|react|node\.?js|angular|r|matlab|scala|haskell|objective-c|mongodb|xml)\b",
-    re.IGNORECASE,
-)
 _STATEMENTS = (ast.FunctionDef, ast.ClassDef, ast.For, ast.While, ast.If, ast.Assign, ast.AugAssign, ast.Call)
 TextField = Literal["instruction", "response"]
 
@@ -165,7 +161,7 @@ def python_alpaca(rows: Iterable[dict[str, str]], limit: int = 200) -> list[tupl
     for row in rows:
         instruction = " ".join(filter(None, [row.get("instruction", ""), row.get("input", "")]))
         output = row.get("output", "")
-        if _OTHER_LANGUAGE.search(instruction) and not re.search(r"\bpython\b", instruction, re.IGNORECASE):
+        if names_another_language(instruction):
             continue
         try:
             tree = ast.parse(output)

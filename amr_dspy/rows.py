@@ -9,14 +9,30 @@ A broken JSON list or parquet file cannot be read past its first error, so those
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from amr_dspy.errors import ConfigError, DataError
 
-__all__ = ["file_rows", "jsonl_rows", "json_list_rows", "parquet_rows", "read_utf8", "hf_rows", "instruction_row",
+__all__ = ["names_another_language",
+           "file_rows", "jsonl_rows", "json_list_rows", "parquet_rows", "read_utf8", "hf_rows", "instruction_row",
            "check_unique_id"]
+
+
+_OTHER_LANGUAGE = re.compile(
+    r"\b(java|javascript|js|c\+\+|c#|c|sql|mysql|html|css|ruby|php|swift|kotlin|go|golang|rust|perl|bash|shell|"
+    r"typescript|jquery|react|node\.?js|angular|r|matlab|scala|haskell|objective-c|mongodb|xml)\b",
+    re.IGNORECASE,
+)
+_PYTHON = re.compile(r"\bpython\b", re.IGNORECASE)
+
+
+def names_another_language(instruction: str) -> bool:
+    """Whether an instruction names another programming language (or SQL, HTML, ...) and not Python: Code Alpaca
+    and similar sets mix them, and synthesis verifies only Python."""
+    return bool(_OTHER_LANGUAGE.search(instruction)) and not _PYTHON.search(instruction)
 
 
 def file_rows(path: Path) -> Iterator[tuple[str, Any]]:

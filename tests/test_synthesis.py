@@ -156,6 +156,21 @@ def test_skip_invalid_counts_bad_rows_and_keeps_the_ids_of_good_ones(tmp_path: P
     assert dup.invalid[-1].message == f"{path}:10: duplicate id 'dup'"
 
 
+def test_python_only_skips_and_counts_instructions_in_another_language(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.jsonl"
+    rows = [{"instruction": "Write a Java method that reverses a string."},
+            {"instruction": "Reverse a list.", "input": "Use C++ templates."},  # the input names the language
+            {"instruction": "Write a Python function that joins C strings."},  # names Python: kept
+            {"instruction": "Sort a list of tuples by their second item."},  # names none: kept
+            {"instruction": "Write an SQL query listing all users."}]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    batch = read_inputs(str(path), python_only=True, limit=1)
+    assert [i.id for i in batch.items] == ["mixed/2"] and batch.other_language == [f"{path}:1", f"{path}:2"]
+    assert batch.rows == 3  # the limit counts kept items; reading stops there
+    assert [i.id for i in read_inputs(str(path), python_only=True).items] == ["mixed/2", "mixed/3"]
+    assert len(read_inputs(str(path)).items) == 5
+
+
 def test_json_lists_and_parquet_are_read_with_locations(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -162,3 +162,15 @@ def test_an_unreachable_teacher_is_one_line_and_no_work_is_done(tmp_path: Path) 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: teacher openai/fake-teacher at {api_base} is unreachable")
     assert not out.exists()
+
+
+def test_python_only_reports_the_instructions_it_skipped(slow_fake: FakeOpenAI, tmp_path: Path) -> None:
+    inputs = write_jsonl(tmp_path / "mixed.jsonl", [{"instruction": "Write `reverse_words(s)` in JavaScript."},
+                                                    {"instruction": "Write `count_vowels(s)`."}])  # fmt: skip
+    out = tmp_path / "run"
+    result = run(tmp_path, slow_fake.api_base, "--input", str(inputs), "--out", str(out), "--python-only")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["records"] == 1 and summary["other_language"] == 1
+    assert summary["yield_report"]["read"] == 2 and summary["yield_report"]["skipped"] == {"other_language": 1}
+    assert "1 in another language skipped" in result.stdout and "1 other language" in result.stdout

@@ -113,6 +113,10 @@ def synthesize_command(
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Skip (and count) invalid input rows instead of stopping.")
     ] = False,
+    python_only: Annotated[
+        bool, typer.Option("--python-only", help="Skip (and count) instructions that name another programming "
+                           "language and not Python; --limit counts the ones kept.")  # fmt: skip
+    ] = False,
     max_instruction_chars: Annotated[
         int, typer.Option(min=1, help="Longest instruction accepted, in characters.")
     ] = 16_000,
@@ -185,6 +189,7 @@ def synthesize_command(
         id_field=id_field or ("id" if sample else None),
         max_instruction_chars=max_instruction_chars,
         skip_invalid=skip_invalid,
+        python_only=python_only,
         limit=limit,
         resume=resume,
         grow=grow,

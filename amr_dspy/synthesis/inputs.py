@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from amr_dspy.errors import ConfigError, DataError
-from amr_dspy.rows import check_unique_id, file_rows, hf_rows, instruction_row
+from amr_dspy.rows import check_unique_id, file_rows, hf_rows, instruction_row, names_another_language
 
 __all__ = ["DEFAULT_MAX_INSTRUCTION_CHARS", "InputItem", "InvalidRow", "InputBatch", "read_inputs"]
 
@@ -38,6 +38,7 @@ class InputBatch(BaseModel):
     rows: int  # rows read, valid or not
     items: list[InputItem]
     invalid: list[InvalidRow] = Field(default_factory=list)
+    other_language: list[str] = Field(default_factory=list)  # where the rows --python-only skipped are
 
 
 class _Fields(BaseModel):
@@ -56,11 +57,14 @@ def read_inputs(
     max_chars: int = DEFAULT_MAX_INSTRUCTION_CHARS,
     skip_invalid: bool = False,
     limit: int | None = None,
+    python_only: bool = False,
 ) -> InputBatch:
     """Read ``FILE`` (.jsonl, .json list, .parquet), ``hf:NAME[:SPLIT]`` or a benchmark spec into input items.
 
     A bad row (invalid JSON, non-UTF-8 bytes, a missing, empty or over-long instruction, a duplicate id) raises
-    DataError naming the file and line, or with ``skip_invalid`` is counted in ``invalid`` and skipped.
+    DataError naming the file and line, or with ``skip_invalid`` is counted in ``invalid`` and skipped. With
+    ``python_only``, instructions that name another language and not Python are skipped and counted in
+    ``other_language``; ``limit`` counts the items kept.
     """
     if limit is not None and limit < 0:
         raise ConfigError(f"--limit must be >= 0, got {limit}")
@@ -92,6 +96,9 @@ def read_inputs(
             if not skip_invalid:
                 raise
             batch.invalid.append(InvalidRow(where=where, message=str(exc)))
+            continue
+        if python_only and names_another_language(item.instruction):
+            batch.other_language.append(where)
             continue
         batch.items.append(item)
         if limit is not None and len(batch.items) >= limit:

@@ -68,6 +68,7 @@ class SynthesisJob(BaseModel):
     id_field: str | None = None
     max_instruction_chars: int = Field(DEFAULT_MAX_INSTRUCTION_CHARS, ge=1)
     skip_invalid: bool = False
+    python_only: bool = False
     limit: int | None = Field(None, ge=1)
     concurrency: int = Field(1, ge=1)
     resume: bool = False
@@ -103,7 +104,7 @@ def prepare(job: SynthesisJob) -> Prepared:
 
     batch = read_inputs(job.input, instruction_field=job.instruction_field, input_field=job.input_field,
                         id_field=job.id_field, max_chars=job.max_instruction_chars, skip_invalid=job.skip_invalid,
-                        limit=job.limit)  # fmt: skip
+                        limit=job.limit, python_only=job.python_only)  # fmt: skip
     if job.grow:
         try:
             check_provenance(Provenance(source=f"synthesize:{batch.name}"))

@@ -46,7 +46,8 @@ _NOT_VERIFIED = {"no_code": "no_code", "no_tests": "no_tests", "failed": "failed
 
 def _yield_report(batch: InputBatch, dropped: int, records: Sequence[SynthesisRecord], made: Sequence[SynthesisRecord],
                   sft: int, loop_s: float) -> YieldReport:  # fmt: skip
-    skipped = Counter({"invalid_row": len(batch.invalid), "instruction_overlaps_benchmark": dropped})
+    skipped = Counter({"invalid_row": len(batch.invalid), "other_language": len(batch.other_language),
+                       "instruction_overlaps_benchmark": dropped})  # fmt: skip
     for r in records:
         if r.contaminated:
             skipped["response_overlaps_benchmark"] += 1
@@ -73,6 +74,7 @@ class RunSummary(BaseModel):
     rows_read: int
     invalid: int
     invalid_examples: list[str] = Field(default_factory=list)
+    other_language: int = 0  # instructions --python-only skipped
     decontaminated: int  # instructions dropped before synthesis
     decontaminated_by_method: dict[str, int] = Field(default_factory=dict)
     records: int  # in records.jsonl, all runs of this directory
@@ -139,6 +141,7 @@ def _summarize(
         rows_read=batch.rows,
         invalid=len(batch.invalid),
         invalid_examples=[row.message for row in batch.invalid[:10]],
+        other_language=len(batch.other_language),
         decontaminated=len(dropped),
         decontaminated_by_method=dict(Counter(str(d["method"]) for d in dropped)),
         records=n,
@@ -188,7 +191,8 @@ def summary_table(summary: RunSummary) -> Table:
         ("records", f"{summary.records} ({summary.processed} this run, {summary.resumed} resumed)"),
         ("verified", f"[bold]{100 * summary.pass_rate:.1f}%[/] "
                      f"({', '.join(f'{n} {k}' for k, n in summary.verification.items()) or 'none'})"),
-        ("input rows", f"{summary.rows_read} read, {summary.invalid} invalid skipped"),
+        ("input rows", f"{summary.rows_read} read, {summary.invalid} invalid skipped"
+                       + (f", {summary.other_language} in another language skipped" if summary.other_language else "")),
         ("decontamination", f"{summary.decontaminated} instructions dropped"
                             + (f" ({', '.join(f'{n} {k}' for k, n in summary.decontaminated_by_method.items())})"
                                if summary.decontaminated_by_method else "")
