@@ -268,7 +268,11 @@ class CoTProgram(_Program):
 
 
 def parse_unit_tests(tests: Sequence[str]) -> list[AssertTest]:
-    """One test per assert statement in the generated tests (a small teacher often puts several in one string)."""
+    """One test per assert statement in the generated tests (a small teacher often puts several in one string).
+
+    An assert that calls nothing tests no code (``assert [1, 4], [3, 2] == [4, 1]`` asserts a non-empty tuple,
+    which every candidate passes) and is dropped: it would only make large groups of candidates score higher.
+    """
     kept: list[AssertTest] = []
     for text in tests:
         text = text.strip().strip("`").strip()
@@ -277,7 +281,7 @@ def parse_unit_tests(tests: Sequence[str]) -> list[AssertTest]:
         except (SyntaxError, ValueError):
             continue
         for node in tree.body:
-            if isinstance(node, ast.Assert):
+            if isinstance(node, ast.Assert) and any(isinstance(n, ast.Call) for n in ast.walk(node.test)):
                 code = ast.get_source_segment(text, node) or ast.unparse(node)
                 kept.append(AssertTest(name=f"unit_{len(kept) + 1}", code=code, time_limit_s=3.0))
     return kept

@@ -276,6 +276,9 @@ def test_unit_tests_split_several_asserts_in_one_string() -> None:
     tests = parse_unit_tests(["assert f(1) == 2\nassert f(2) == 3", "```assert f(0) == 1```", "print(1)"])
     assert [t.code for t in tests] == ["assert f(1) == 2", "assert f(2) == 3", "assert f(0) == 1"]
     assert [t.name for t in tests] == ["unit_1", "unit_2", "unit_3"]
+    # rotate_matrix from the bundled samples: a tuple asserted, no call, passed by every candidate
+    assert parse_unit_tests(["assert [1, 4], [3, 2] == [4, 1]\nassert 3 == 3\nassert rotate([[1]]) == [[1]]"]) == [
+        parse_unit_tests(["assert rotate([[1]]) == [[1]]"])[0]]
 
 
 @pytest.mark.parametrize(
