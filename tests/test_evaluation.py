@@ -612,7 +612,8 @@ def test_cli_eval_select_samples_needs_a_variant(cli: CliRunner) -> None:
     from amr_dspy.cli import app
 
     result = cli.invoke(app, ["eval", "--canonical", "--select-samples", "2"])
-    assert isinstance(result.exception, ConfigError) and "--select-samples need --variant" in str(result.exception)
+    assert isinstance(result.exception, ConfigError)
+    assert "--select-samples and --test-sets need --variant" in str(result.exception)
 
 
 def test_eval_keeps_the_checkpoint_when_a_task_could_not_reach_the_teacher_and_the_rerun_asks_again(

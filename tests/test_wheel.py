@@ -29,6 +29,7 @@ SOURCES = ("pyproject.toml", "README.md", "amr_dspy", "optimize", "signatures", 
 PACKAGES = ("amr_dspy", "optimize", "signatures")
 BUNDLED = [
     *(f"local-0.5b/{v}-bootstrap-2core{kind}.json" for v in ("amr", "cot", "direct") for kind in ("", ".manifest")),
+    *(f"local-0.5b/direct-select-bootstrap-val40{kind}.json" for kind in ("", ".manifest")),
     *(f"library/minilm-mbpp-train/{name}" for name in ("index.faiss", "manifest.json", "modules.jsonl")),
 ]
 STEP_TIMEOUT_S = 300
