@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import re
 
-__all__ = ["extract_code", "fenced_blocks", "defined_functions", "hollow_functions"]
+__all__ = ["balance_fences", "extract_code", "fenced_blocks", "defined_functions", "hollow_functions"]
 
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)^[ \t]*```", re.DOTALL | re.MULTILINE)
 _PYTHON_TAGS = {"", "python", "python3", "py", "py3"}
@@ -31,6 +31,23 @@ def extract_code(response: str, entry_point: str | None = None) -> str | None:
         return None
     code = sanitize(text, entry_point)
     return code + "\n" if _defines_something(code) else None
+
+
+def balance_fences(response: str) -> str:
+    """``response`` with its code fences paired, for a training record.
+
+    The compiled direct program's answers sometimes begin inside a code block (its demos' code ends with a fence),
+    so a lone closing fence follows the code: the block gets its opening fence. A lone opening fence (an answer cut
+    off) gets its closing one.
+    """
+    lines = response.splitlines()
+    fences = [i for i, line in enumerate(lines) if line.lstrip().startswith("```")]
+    if len(fences) % 2 == 0:
+        return response
+    before = "\n".join(lines[: fences[0]])
+    if _defines_something(before):
+        return "```python\n" + response
+    return response.rstrip("\n") + "\n```\n"
 
 
 def _defines_something(code: str) -> bool:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from amr_dspy.extract import defined_functions, extract_code, fenced_blocks, hollow_functions
+from amr_dspy.extract import balance_fences, defined_functions, extract_code, fenced_blocks, hollow_functions
 
 MARKDOWN = """Here is a solution.
 
@@ -79,3 +79,21 @@ def test_hollow_functions_are_signatures_without_a_body() -> None:
     assert hollow_functions(code) == {"spec", "stub", "dots"}
     assert defined_functions(code) == {"spec", "stub", "dots", "real"}
     assert hollow_functions("def broken(:\n") == set() and defined_functions("def broken(:\n") == set()
+
+
+# Code Alpaca 5 with the compiled direct program: the answer begins inside a code block
+STRAY_CLOSE = "def is_even(n):\n    return n % 2 == 0\n\n# Test\nassert is_even(4) == True\n```"
+
+
+@pytest.mark.parametrize(
+    ("response", "balanced"),
+    [
+        (STRAY_CLOSE, "```python\n" + STRAY_CLOSE),
+        ("Here it is:\n```python\ndef f():\n    return 1\n", "Here it is:\n```python\ndef f():\n    return 1\n```\n"),
+        ("Like this:\n```\nx = 1\n```\nDone.", "Like this:\n```\nx = 1\n```\nDone."),
+        ("No code at all.", "No code at all."),
+    ],
+)
+def test_fences_are_paired_for_training_records(response: str, balanced: str) -> None:
+    assert balance_fences(response) == balanced
+    assert sum(line.lstrip().startswith("```") for line in balance_fences(response).splitlines()) % 2 == 0

@@ -482,6 +482,42 @@ def test_an_example_of_the_instruction_failing_rejects_whatever_the_candidates_a
     assert v.evidence is not None and v.evidence.leading == ["direct", "evolved"] and v.evidence.discarded == []
 
 
+class Answered(dspy.Module):
+    """A stand-in direct program answering with a fixed response, as the teacher wrote it."""
+
+    def __init__(self, response: str) -> None:
+        super().__init__()
+        self.response = response
+
+    def forward(self, instruction: str, entry_point: str | None = None) -> dspy.Prediction:
+        return dspy.Prediction(response=self.response, code=extract_code(self.response, entry_point),
+                               direct_response=self.response)  # fmt: skip
+
+
+def test_the_records_response_has_paired_fences_and_the_direct_response_stays_as_written(sandbox: Sandbox) -> None:
+    raw = "def is_even(n):\n    return n % 2 == 0\n```"  # Code Alpaca 5: the answer began inside a code block
+    record = synthesize_scripted(sandbox, "Check if a number is even.", Answered(raw), ["assert is_even(4)"])
+    assert record.response == "```python\n" + raw and record.direct_response == raw and record.verified
+
+
+# Code Alpaca 174 with the 0.5B teacher: both of its asserts call `sorted`, never `sort_array`
+SORT = "Sort this input array [1, 6, 4, 3, 0, 9] in ascending order."
+SORT_DIRECT = "def sort_array(arr):\n    return sorted(arr)\n"
+SORT_IDLE = ["assert sorted([1, 6, 4, 3, 0, 9]) == [0, 1, 3, 4, 6, 9]", "assert sorted([2, 1]) == [1, 2]"]
+
+
+def test_teacher_tests_that_name_nothing_the_answer_defines_verify_nothing(sandbox: Sandbox) -> None:
+    idle = synthesize_scripted(sandbox, SORT, Evolved(SORT_DIRECT, SORT_DIRECT), SORT_IDLE)
+    v = idle.verification
+    assert not idle.verified and v.status == "no_tests" and v.message == "no unit test left that exercises the answer"
+    assert v.evidence is not None and v.evidence.unexercised == SORT_IDLE and v.evidence.kept == []
+    assert f"dropped 2 teacher test(s) that name nothing the answer defines: {'; '.join(SORT_IDLE)}" in idle.notes
+    real = "assert sort_array([3, 1, 2]) == [1, 2, 3]"
+    mixed = synthesize_scripted(sandbox, SORT, Evolved(SORT_DIRECT, SORT_DIRECT), [SORT_IDLE[0], real])
+    assert mixed.verified and mixed.verification.n_tests == 1 and mixed.verification.evidence is not None
+    assert mixed.verification.evidence.kept == [real] and mixed.verification.evidence.unexercised == SORT_IDLE[:1]
+
+
 def test_the_instructions_examples_verify_when_the_teacher_writes_no_test(sandbox: Sandbox) -> None:
     stated = f"{MERGE}\nExample: assert merge_intervals([(1, 3), (2, 4)]) == [(1, 4)]"
     record = synthesize_scripted(sandbox, stated, Evolved(MERGE_DIRECT, MERGE_DIRECT), ["print(1)"])

@@ -35,7 +35,7 @@ from amr_dspy.entry_points import (
     referenced_names,
     requested_entry_point,
 )
-from amr_dspy.extract import extract_code
+from amr_dspy.extract import balance_fences, extract_code
 from amr_dspy.library import Library, ModuleRecord, Provenance
 from amr_dspy.synthesis.inputs import InputItem
 from amr_dspy.synthesis.records import (
@@ -334,7 +334,10 @@ def _judge(answer: _Answer, rival: _Answer | None, entry: _EntryPoint, evidence:
     dropped = set(contradicted(leading, runs)) if leading else set()
     discarded = [DiscardedTest(test=t.code, observed=observed(chosen.tests[i]))
                  for i, t in enumerate(pool.tests) if i in dropped]  # fmt: skip
-    survivors = [t for i, t in enumerate(pool.tests) if i not in dropped]
+    # ``assert sorted([1, 6]) == [1, 6]`` passes whatever the answer is: it verifies nothing
+    ours_names = defined_names(kept.code or "")
+    idle = [t.code for i, t in enumerate(pool.tests) if i not in dropped and not referenced_names(t.code) & ours_names]
+    survivors = [t for i, t in enumerate(pool.tests) if i not in dropped and t.code not in idle]
     whose = "the program's selection's" if evidence.source == "selection" else "written for the answer"
     notes.append(f"verification by agreement: {len(runs)} candidate(s) on {len(pool.examples)} example(s) of the "
                  f"instruction and {len(pool.tests)} unit test(s) ({whose}); leading {reason}")  # fmt: skip
@@ -343,9 +346,11 @@ def _judge(answer: _Answer, rival: _Answer | None, entry: _EntryPoint, evidence:
     if discarded:
         listed = "; ".join(f"{d.test.splitlines()[-1]} ({d.observed})" for d in discarded)
         notes.append(f"discarded {len(discarded)} teacher test(s) contradicted by the leading group: {listed}")
+    if idle:
+        notes.append(f"dropped {len(idle)} teacher test(s) that name nothing the answer defines: {'; '.join(idle)}")
     record = AgreementEvidence(pool=pool.selection(), tests_from=evidence.source, leading=members,
                                answer=names[marked.index(kept)], kept=[t.code for t in survivors],
-                               discarded=discarded)  # fmt: skip
+                               discarded=discarded, unexercised=idle)  # fmt: skip
     fallback = marked[0] if len(marked) == 2 and kept is not marked[0] else None
     return _Judged(answer=kept, fallback=fallback, tests=[*pool.examples, *survivors], evidence=record)
 
@@ -450,7 +455,7 @@ def _verification(tried: _Tried, evidence: AgreementEvidence) -> RecordVerificat
     """Passed: the answer is in the leading group and passes every test it is judged on (``_judge``)."""
     n_examples, n_discarded = sum(t.name.startswith("example_") for t in tried.tests), len(evidence.discarded)
     if not tried.tests:
-        return RecordVerification(status="no_tests", message="no unit test left that exercises the entry point",
+        return RecordVerification(status="no_tests", message="no unit test left that exercises the answer",
                                   n_discarded=n_discarded, evidence=evidence)  # fmt: skip
     result = tried.result or ExecutionResult()
     failure = result.first_failure()
@@ -638,7 +643,7 @@ def synthesize_record(
         retrieved=[RetrievedModule(id=r.id, name=r.name, score=round(float(r.score), 4))
                    for r in prediction.get("retrieved") or []],  # fmt: skip
         evolved_response=prediction.get("evolved_response"),
-        response=answer.response,
+        response=balance_fences(answer.response),
         kept=answer.kept,
         code=answer.code,
         entry_point=checked.entry.name,

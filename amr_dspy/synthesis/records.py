@@ -74,6 +74,7 @@ class AgreementEvidence(BaseModel):
     answer: str | None = None  # the candidate holding the record's answer (before pruning)
     kept: list[str] = Field(default_factory=list)  # the teacher tests the answer is judged on, besides the examples
     discarded: list[DiscardedTest] = Field(default_factory=list)
+    unexercised: list[str] = Field(default_factory=list)  # teacher tests naming nothing the answer defines: dropped
 
 
 class RecordVerification(BaseModel):
