@@ -335,9 +335,10 @@ def _judge(answer: _Answer, rival: _Answer | None, entry: _EntryPoint, evidence:
     discarded = [DiscardedTest(test=t.code, observed=observed(chosen.tests[i]))
                  for i, t in enumerate(pool.tests) if i in dropped]  # fmt: skip
     # ``assert sorted([1, 6]) == [1, 6]`` passes whatever the answer is: it verifies nothing
-    ours_names = defined_names(kept.code or "")
-    idle = [t.code for i, t in enumerate(pool.tests) if i not in dropped and not referenced_names(t.code) & ours_names]
-    survivors = [t for i, t in enumerate(pool.tests) if i not in dropped and t.code not in idle]
+    defined = defined_names(kept.code or "")
+    undisputed = [t for i, t in enumerate(pool.tests) if i not in dropped]
+    survivors = [t for t in undisputed if referenced_names(t.code) & defined]
+    idle = [t.code for t in undisputed if t not in survivors]
     whose = "the program's selection's" if evidence.source == "selection" else "written for the answer"
     notes.append(f"verification by agreement: {len(runs)} candidate(s) on {len(pool.examples)} example(s) of the "
                  f"instruction and {len(pool.tests)} unit test(s) ({whose}); leading {reason}")  # fmt: skip
