@@ -133,8 +133,8 @@ class FakeOpenAI:
             fields = [f for f in _JSON_FIELDS.findall(text.split("Respond with a JSON object", 1)[1])]
             return json.dumps({f: values.get(f, "OK") for f in fields if f in values or f.isidentifier()})
         if "Respond with the corresponding output fields" not in text:  # a plain conversation (TextAdapter)
-            system = str(messages[0].get("content", "")) if messages[0].get("role") == "system" else ""
-            return f"Sums the arguments of {name}." if system.startswith("Describe") else values["response"]
+            first = str(messages[0].get("content", ""))  # the signature's instructions lead the first turn
+            return f"Sums the arguments of {name}." if first.startswith("Describe") else values["response"]
         fields = [f for f in _CHAT_FIELDS.findall(text.split("Respond with the corresponding output fields", 1)[1])
                   if f != "completed"]  # fmt: skip
         parts = []

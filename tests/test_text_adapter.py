@@ -25,12 +25,16 @@ def test_a_text_signature_is_a_plain_conversation_with_its_demos_as_turns() -> N
     demos = [{"instruction": "Write add.", "response": ANSWER}, {"instruction": "Half a demo."}]
     messages = TextAdapter().format(DirectResponse, demos, {"instruction": "Write mul(a, b)."})
     assert messages == [
-        {"role": "system", "content": DirectResponse.instructions},
-        {"role": "user", "content": "Write add."},
+        {"role": "user", "content": f"{DirectResponse.instructions}\n\nWrite add."},
         {"role": "assistant", "content": ANSWER},
         {"role": "user", "content": "Write mul(a, b)."},
     ]
     assert "[[ ##" not in str(messages)
+
+
+def test_without_demos_the_instructions_lead_the_one_user_message() -> None:
+    messages = TextAdapter().format(DescribeModule, [], {"code": "def f(): pass"})
+    assert messages == [{"role": "user", "content": f"{DescribeModule.instructions}\n\ndef f(): pass"}]
 
 
 def test_other_signatures_keep_chat_adapters_field_markers() -> None:
@@ -55,7 +59,7 @@ def test_direct_program_answers_through_the_text_adapter() -> None:
         prediction = build_program("direct")(instruction="Write add(a, b).", entry_point="add")
     assert prediction.code.strip() == "def add(a, b):\n    return a + b"
     sent = lm.history[-1]["messages"]
-    assert [m["role"] for m in sent] == ["system", "user"] and sent[-1]["content"] == "Write add(a, b)."
+    assert sent == [{"role": "user", "content": f"{DirectResponse.instructions}\n\nWrite add(a, b)."}]
 
 
 def test_teachers_default_to_the_text_adapter() -> None:
