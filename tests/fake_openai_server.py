@@ -39,6 +39,16 @@ _JSON_FIELDS = re.compile(r"`(\w+)`")
 _SECTION = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond with|\Z)", re.DOTALL)
 
 
+def _last_turn(messages: list[dict[str, Any]]) -> str:
+    """The last message's text, without the signature instructions that TextAdapter puts before a lone turn."""
+    from signatures import DescribeModule, DirectResponse
+
+    text = str(messages[-1].get("content", "")) if messages else ""
+    for signature in (DirectResponse, DescribeModule):
+        text = text.removeprefix(f"{signature.instructions}\n\n")
+    return text
+
+
 def toy_solution(instruction: str) -> tuple[str, str, list[str]]:
     """The function name, code and unit tests the fake teacher gives for ``instruction``."""
     if "LEAK" in instruction:
@@ -116,7 +126,7 @@ class FakeOpenAI:
         return instruction, faults[seen] if seen < len(faults) else None
 
     def answer(self, messages: list[dict[str, Any]]) -> str:
-        text = str(messages[-1].get("content", "")) if messages else ""
+        text = _last_turn(messages)
         instruction = dict(_SECTION.findall(text)).get("instruction") or text
         name, code, tests = toy_solution(instruction)
         values: dict[str, Any] = {
@@ -178,8 +188,7 @@ class FakeOpenAI:
                     self._send(404, {"error": {"message": f"unknown path {self.path}"}})
                     return
                 messages = body.get("messages") or []
-                text = str(messages[-1].get("content", "")) if messages else ""
-                instruction, fault = fake._plan(text)
+                instruction, fault = fake._plan(_last_turn(messages))
                 with fake._lock:
                     fake.requests.append({"instruction": instruction, "fault": fault, "at": time.time(),
                                           "max_tokens": body.get("max_tokens")})  # fmt: skip
