@@ -9,12 +9,13 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from amr_dspy.complexity import complexity_splits
 from amr_dspy.errors import ConfigError, DataError
 from amr_dspy.evaluation import EvalResults, TaskResult, package_versions
 from amr_dspy.report import (
@@ -307,8 +308,12 @@ def build_report(
     confidence: float = 0.95,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
+    instructions: Mapping[str, str] | None = None,
 ) -> ComparisonReport:
-    """Compare ``runs`` (on identical tasks) against the one labelled ``baseline`` (default: the first)."""
+    """Compare ``runs`` (on identical tasks) against the one labelled ``baseline`` (default: the first).
+
+    ``instructions`` (task id → instruction, every compared task) adds pass@1 by instruction complexity.
+    """
     if len(runs) < 2:
         raise ConfigError("a comparison needs at least two runs")
     check_same_tasks(runs)
@@ -325,6 +330,11 @@ def build_report(
     ]
     plus = [{o.task_id: o.plus for o in v.outcomes} for v in variants]
     head_to_head = [[sum(a[t] and not b[t] for t in order) for b in plus] for a in plus]
+    complexity = []
+    if instructions is not None and all(t in instructions for t in order):
+        labelled = [(v.label, p) for v, p in zip(variants, plus, strict=True)]
+        complexity = complexity_splits({t: instructions[t] for t in order}, labelled, baseline=baseline,
+                                       confidence=confidence, resamples=resamples, seed=seed)  # fmt: skip
     return ComparisonReport(
         benchmark=" / ".join(dict.fromkeys(run.results.benchmark for run in runs)),  # mbpp+:dev / mbpp+stub:dev
         baseline=baseline,
@@ -334,6 +344,7 @@ def build_report(
         seed=seed,
         variants=variants,
         head_to_head=head_to_head,
+        complexity=complexity,
         changes=[
             _changes(run, label, reference, baseline, order)
             for run, label in zip(runs, labels, strict=True)

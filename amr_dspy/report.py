@@ -19,6 +19,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
+from amr_dspy.complexity import ComplexitySplit
 from amr_dspy.errors import DataError
 from amr_dspy.stats import Interval, PairedTest
 
@@ -35,6 +36,7 @@ __all__ = [
     "summary_table",
     "head_to_head_table",
     "disagreement_table",
+    "complexity_table",
     "changes_view",
     "render_report",
     "plot_pass_at_1",
@@ -103,6 +105,7 @@ class ComparisonReport(BaseModel):
     variants: list[VariantReport]
     head_to_head: list[list[int]]  # [i][j]: tasks variant i passes (base+plus) and variant j fails
     changes: list[VariantChanges]
+    complexity: list[ComplexitySplit] = Field(default_factory=list)  # empty: no instructions were at hand
     versions: dict[str, str] = Field(default_factory=dict)
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
@@ -250,6 +253,32 @@ def head_to_head_table(report: ComparisonReport) -> Table:
     return table
 
 
+def complexity_table(report: ComparisonReport) -> Table | None:
+    """Pass@1 (base+plus) per stratum of instruction complexity, and each variant's paired Δ to the baseline there."""
+    if not report.complexity:
+        return None
+    table = Table(title="pass@1 by instruction complexity (base+plus; Δ vs baseline, fixed/broken)",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)  # fmt: skip
+    table.add_column("stratum", no_wrap=True)
+    table.add_column("tasks", justify="right")
+    for v in report.variants:
+        table.add_column(v.label, justify="right", no_wrap=True)
+    for split in report.complexity:
+        for i, stratum in enumerate(split.strata):
+            cells = [Text(stratum.name), Text(str(stratum.n))]
+            cells += [_stratum_cell(cell.passed, stratum.n, cell.vs_baseline) for cell in stratum.cells]
+            table.add_row(*cells, end_section=i == len(split.strata) - 1)
+    return table
+
+
+def _stratum_cell(passed: int, n: int, paired: PairedTest | None) -> Text:
+    text = Text(f"{100 * passed / n:.1f}%")
+    if paired is not None:
+        style = "bold" if paired.p_value < 0.05 else "dim"
+        text.append(f"\n{100 * paired.diff.estimate:+.1f} ({paired.wins}/{paired.losses})", style=style)
+    return text
+
+
 _MARK = {"plus": Text("✓", style="green"), "base": Text("base", style="yellow"), "fail": Text("✗", style="red")}
 
 
@@ -334,6 +363,9 @@ def render_report(report: ComparisonReport, console: Console, *, task_rows: int 
     console.print(_summary_note(report))
     console.print()
     console.print(head_to_head_table(report))
+    strata = complexity_table(report)
+    if strata is not None:
+        console.print(strata)
     grid = disagreement_table(report, task_rows)
     if grid is None:
         console.print(Text("per task: all variants agree on every task"))
@@ -416,7 +448,22 @@ def markdown_summary(report: ComparisonReport) -> str:
         failures = _failures_cell(v.failures).replace("\n", ", ")
         cells = [v.label, _md_interval(v.pass_base), _md_interval(v.pass_plus), _md_paired(v.vs_baseline_plus)]
         lines.append("| " + " | ".join([*cells, *cost, failures]) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *_md_complexity(report)]) + "\n"
+
+
+def _md_complexity(report: ComparisonReport) -> list[str]:
+    if not report.complexity:
+        return []
+    caption = f"pass@1 (base+plus) by instruction complexity; Δ vs {report.baseline} in points (p; fixed, broken)."
+    lines = ["", caption, "",
+             "| stratum | tasks | " + " | ".join(v.label for v in report.variants) + " |",
+             "|---|---|" + "---|" * len(report.variants)]  # fmt: skip
+    for split in report.complexity:
+        for stratum in split.strata:
+            cells = [f"{100 * c.passed / stratum.n:.1f}%" + (f" {_md_paired(c.vs_baseline)}" if c.vs_baseline else "")
+                     for c in stratum.cells]  # fmt: skip
+            lines.append(f"| {stratum.name} | {stratum.n} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def export_report(

@@ -35,6 +35,7 @@ __all__ = [
     "Task",
     "FieldMap",
     "load_tasks",
+    "load_instructions",
     "mbpp_split",
     "evalplus_problems",
     "hidden_test_set",
@@ -170,21 +171,12 @@ def evalplus_problems(
     dataset: Literal["mbpp", "humaneval"],
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """evalplus's problems and ground truth (``get_groundtruth``, cached where evalplus caches it)."""
-    _point_evalplus_at_data()
-    from evalplus.data import (
-        get_human_eval_plus,
-        get_human_eval_plus_hash,
-        get_mbpp_plus,
-        get_mbpp_plus_hash,
-    )
     from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS
     from evalplus.evaluate import get_groundtruth
 
+    problems, digest = _evalplus_problem_set(dataset)
+    not_none = MBPP_OUTPUT_NOT_NONE_TASKS if dataset == "mbpp" else []
     try:
-        if dataset == "mbpp":
-            problems, digest, not_none = get_mbpp_plus(), get_mbpp_plus_hash(), MBPP_OUTPUT_NOT_NONE_TASKS
-        else:
-            problems, digest, not_none = get_human_eval_plus(), get_human_eval_plus_hash(), []
         # get_groundtruth prints progress lines; they would corrupt --json output.
         with contextlib.redirect_stdout(io.StringIO()):
             truth = get_groundtruth(problems, digest, not_none)
@@ -193,16 +185,57 @@ def evalplus_problems(
     return problems, truth
 
 
-def _benchmark_tasks(name: str, split: str | None, spec: str) -> Iterator[Task]:
+def _evalplus_problem_set(dataset: Literal["mbpp", "humaneval"]) -> tuple[dict[str, dict[str, Any]], str]:
+    _point_evalplus_at_data()
+    from evalplus.data import get_human_eval_plus, get_human_eval_plus_hash, get_mbpp_plus, get_mbpp_plus_hash
+
+    try:
+        if dataset == "mbpp":
+            return get_mbpp_plus(), get_mbpp_plus_hash()
+        return get_human_eval_plus(), get_human_eval_plus_hash()
+    except (OSError, ValueError, KeyError, AssertionError) as exc:
+        raise DataError(f"{dataset}+: cannot load the evalplus dataset ({type(exc).__name__}: {exc})") from exc
+
+
+def load_instructions(spec: str) -> dict[str, str]:
+    """Task id → instruction of a benchmark or file, as ``load_tasks`` words them, without computing evalplus's
+    ground truth (minutes on a fresh machine) when only the instructions are wanted."""
+    name, _, split = spec.strip().partition(":")
+    if name not in BENCHMARK_NAMES or benchmark_name(spec) in BIGCODEBENCH_NAMES:
+        return {t.task_id: t.instruction for t in load_tasks(spec)}
+    dataset = _evalplus_dataset(name, split or None, spec)
+    problems, _ = _evalplus_problem_set(dataset)
+    return {task_id: _instruction(name, problem) for task_id, problem in problems.items()
+            if split in ("", _split_of(dataset, task_id))}  # fmt: skip
+
+
+def _evalplus_dataset(name: str, split: str | None, spec: str) -> Literal["mbpp", "humaneval"]:
     dataset: Literal["mbpp", "humaneval"] = "humaneval" if name == "humaneval+" else "mbpp"
     valid = ("train", "dev", "test") if dataset == "mbpp" else ("test",)
     if split is not None and split not in valid:
         raise ConfigError(f"unknown split in benchmark {spec!r}: expected one of {', '.join(valid)}")
+    return dataset
+
+
+def _split_of(dataset: Literal["mbpp", "humaneval"], task_id: str) -> str:
+    return mbpp_split(task_id) if dataset == "mbpp" else "test"
+
+
+def _instruction(name: str, problem: dict[str, Any]) -> str:
+    """evalplus's raw prompt, ``task["prompt"].strip() + "\n"``; for HumanEval+ a bare stub, which the programs
+    frame as evalplus's chat code generation does (an instruction line, the stub in a fenced block)."""
+    if name == "mbpp+stub":  # the same task asked completion-style, from the solution's own signature
+        return mbpp_stub(problem["prompt"], problem["canonical_solution"], problem["entry_point"])
+    return str(problem["prompt"]).strip() + "\n"
+
+
+def _benchmark_tasks(name: str, split: str | None, spec: str) -> Iterator[Task]:
+    dataset = _evalplus_dataset(name, split, spec)
     from evalplus.config import DEFAULT_GT_TIME_LIMIT_FACTOR, DEFAULT_MIN_TIME_LIMIT
 
     problems, truth = evalplus_problems(dataset)
     for task_id, problem in problems.items():
-        task_split = mbpp_split(task_id) if dataset == "mbpp" else "test"
+        task_split = _split_of(dataset, task_id)
         if split is not None and task_split != split:
             continue
         oracle = truth[task_id]
@@ -222,15 +255,10 @@ def _benchmark_tasks(name: str, split: str | None, spec: str) -> Iterator[Task]:
                         plus=kind == "plus",
                     )
                 )
-        # evalplus's raw prompt, ``task["prompt"].strip() + "\n"``; for HumanEval+ a bare stub, which the programs
-        # frame as evalplus's chat code generation does (an instruction line, the stub in a fenced block).
         solution = problem["canonical_solution"]
-        instruction = problem["prompt"].strip() + "\n"
-        if name == "mbpp+stub":  # the same task asked completion-style, from the solution's own signature
-            instruction = mbpp_stub(problem["prompt"], solution, problem["entry_point"])
         yield Task(
             task_id=task_id,
-            instruction=instruction,
+            instruction=_instruction(name, problem),
             entry_point=problem["entry_point"],
             tests=tests,
             dataset=dataset,

@@ -128,7 +128,8 @@ def compare_command(
             build={"guard": guard, "samples": select_samples, "test_sets": test_sets}, threads=threads,
             workers=workers, fresh=fresh,
         )  # fmt: skip
-    report = build_report(runs, baseline=baseline, confidence=confidence, resamples=resamples, seed=seed)
+    report = build_report(runs, baseline=baseline, confidence=confidence, resamples=resamples, seed=seed,
+                          instructions=_instructions(runs[0].results.benchmark))  # fmt: skip
     _show_and_export(report, out, task_rows=task_rows, change_tasks=change_tasks)
 
 
@@ -270,6 +271,18 @@ def _reusable(directory: Path, entry: VariantEntry, tasks: list[Task], benchmark
         and (results.program_config is None or results.program_config == program_config(
             build_program(entry.variant, **build)))  # fmt: skip
     )
+
+
+def _instructions(benchmark: str) -> dict[str, str] | None:
+    """Task id → instruction of ``benchmark``, for the complexity split; None, with a line saying why, if unreadable."""
+    from amr_dspy.tasks import load_instructions
+
+    try:
+        with console.status(f"reading {benchmark}'s instructions"):
+            return load_instructions(benchmark)
+    except AmrDspyError as exc:
+        console.print(f"[dim]no split by instruction complexity: {exc}[/dim]")
+        return None
 
 
 def _slug(text: str) -> str:
