@@ -549,6 +549,8 @@ def _exec_solution(request: dict[str, Any], exec_limit: float) -> tuple[dict[str
     try:
         code = compile(request["code"], "<solution>", "exec")
         with time_limit(exec_limit):
+            if request.get("prelude"):  # BigCodeBench's calibration: the code prompt runs first, then the answer
+                exec(compile(request["prelude"], "<prelude>", "exec"), namespace)
             exec(code, namespace)
     except TimeoutException:
         return None, ("timeout", f"the solution did not finish loading within {exec_limit:g}s", None)

@@ -50,6 +50,7 @@ __all__ = [
     "bigcodebench_split",
     "bigcodebench_subset",
     "bigcodebench_tasks",
+    "calibration",
     "data_file",
     "exclusions",
     "parse_spec",
@@ -163,7 +164,8 @@ def bigcodebench_tasks(spec: str) -> Iterator[Task]:
         if (split is not None and task_split != split) or not _in_subset(bigcodebench_subset(libraries), subset):
             continue
         test = UnitTestModule(name="TestCases", source=row.test, time_limit_s=TIME_LIMIT_S,
-                              libraries=sorted(set(libraries) | set(imported_modules(row.test))))  # fmt: skip
+                              libraries=sorted(set(libraries) | set(imported_modules(row.test))),
+                              prelude=calibration(row.code_prompt))  # fmt: skip
         yield Task(
             task_id=row.task_id,
             instruction=row.complete_prompt if name == "bigcodebench-complete" else row.instruct_prompt,
@@ -175,6 +177,12 @@ def bigcodebench_tasks(spec: str) -> Iterator[Task]:
             canonical_solution=row.code_prompt + row.canonical_solution,
             excluded=excluded.get(row.task_id),
         )
+
+
+def calibration(code_prompt: str) -> str:
+    """What the reference harness runs before a solution by default (``evaluate --calibrated``): the code prompt
+    with ``pass`` as ``task_func``'s body, so the prompt's imports and constants are defined for every answer."""
+    return code_prompt + "\n    pass\n"
 
 
 @cache

@@ -346,6 +346,7 @@ def _frame(request: ExecutionRequest, limits: SandboxLimits) -> bytes:
         "tests": tests,
         "exec_limit_s": max([limits.load_timeout_s, *(t["time_limit_s"] for t in tests)]),
         "module": "__test__" if units else None,  # BigCodeBench's module name for the solution + tests
+        "prelude": "".join(dict.fromkeys(unit.prelude for unit in units)),
         "libraries": sorted({name for unit in units for name in unit.libraries}),
     }
     try:

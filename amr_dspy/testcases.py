@@ -52,11 +52,16 @@ class UnitTestModule(BaseModel):
     the module and all its methods together (BigCodeBench times the whole suite). A ``ModuleNotFoundError`` for a
     module named in ``libraries`` (the task's libraries and the test module's own imports) that is not installed
     is the environment's fault, not the solution's: it is reported as ``skipped`` with the module's name.
+
+    ``prelude`` runs in the module before the solution: BigCodeBench's calibration (its harness's default), the
+    task's ``code_prompt`` with ``pass`` as the body, so an answer that leaves out the prompt's imports or
+    constants still finds them, as it does in the reference harness.
     """
 
     kind: Literal["unittest"] = "unittest"
     name: str
     source: str
+    prelude: str = ""
     test_class: str = "TestCases"
     libraries: list[str] = Field(default_factory=list)
     time_limit_s: float = 60.0

@@ -100,6 +100,7 @@ def test_a_task_carries_prompt_solution_and_unittest_module() -> None:
     assert isinstance(test, UnitTestModule) and test.source == source["test"] and test.test_class == "TestCases"
     assert test.libraries == sorted(["math", FAKE_LIB, "unittest"])  # the task's libs and the tests' imports
     assert test.time_limit_s == bigcodebench.TIME_LIMIT_S and not task.plus_tests
+    assert test.prelude == source["code_prompt"] + "\n    pass\n"  # the reference harness's calibration
 
 
 def test_the_complete_form_asks_with_the_stub_and_is_framed() -> None:
@@ -244,6 +245,16 @@ def test_a_wrong_solution_fails_with_the_failing_method(sandbox: Sandbox) -> Non
     (result,) = evaluate_samples([task], {task.task_id: wrong}, sandbox, benchmark="b").tasks
     assert (result.failure, result.failed_test, result.scored) == ("wrong_answer", "test_two", True)
     assert result.failure_message == "AssertionError: 0 != 3 (test line 6: self.assertEqual(task_func(2), 3))"
+
+
+def test_an_answer_without_the_prompts_imports_is_calibrated_as_the_reference_harness_does(sandbox: Sandbox) -> None:
+    (task,) = [t for t in load_tasks("bigcodebench:dev@core") if t.task_id == "BigCodeBench/4"]
+    no_import = "def task_func(x):\n    return int(np.int64(x) + 1)\n"  # np comes from the code prompt
+    (result,) = evaluate_samples([task], {task.task_id: no_import}, sandbox, benchmark="b").tasks
+    assert (result.failure, result.plus_passed) == (None, True)
+    uncalibrated = task.model_copy(update={"tests": [task.tests[0].model_copy(update={"prelude": ""})]})
+    (result,) = evaluate_samples([uncalibrated], {task.task_id: no_import}, sandbox, benchmark="b").tasks
+    assert result.failure == "error" and "NameError: name 'np' is not defined" in (result.failure_message or "")
 
 
 def test_results_written_before_skips_existed_still_load() -> None:

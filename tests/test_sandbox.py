@@ -351,6 +351,16 @@ def unit(code: str, methods: str, *, libraries: tuple[str, ...] = (), time_limit
     return ExecutionRequest(code=code, entry_point="task_func", tests=[test], dataset="bigcodebench")
 
 
+def test_a_unittest_prelude_runs_before_the_solution_in_its_module(unit_sandbox: Sandbox) -> None:
+    method = "def test_scaled(self):\n    self.assertEqual(task_func(2), 6)\n"
+    request = unit("def task_func(x):\n    return SCALE * x\n", method)
+    with_prelude = [request.tests[0].model_copy(update={"prelude": "SCALE = 3\n"})]
+    calibrated = request.model_copy(update={"tests": with_prelude})
+    assert by_name(unit_sandbox.run(calibrated)) == {"test_scaled": ("passed", None)}
+    (outcome,) = unit_sandbox.run(request).outcomes
+    assert outcome.status == "error" and "NameError: name 'SCALE' is not defined" in (outcome.message or "")
+
+
 def by_name(result: ExecutionResult) -> dict[str, tuple[str, str | None]]:
     return {o.name: (o.status, o.message) for o in result.outcomes}
 
