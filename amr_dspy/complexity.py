@@ -83,9 +83,9 @@ def word_count(instruction: str) -> int:
     return len(instruction.split())
 
 
-_MEASURES: dict[Measure, tuple[Callable[[str], int], str]] = {
-    "libraries": (lambda text: len(imported_libraries(text)), "libraries"),
-    "words": (word_count, "words"),
+_MEASURES: dict[Measure, Callable[[str], int]] = {
+    "libraries": lambda text: len(imported_libraries(text)),
+    "words": word_count,
 }
 
 
@@ -108,12 +108,12 @@ def complexity_splits(
         raise ValueError(f"baseline {baseline!r} is not among the variants: {', '.join(by_label)}")
     test = partial(paired_test, confidence=confidence, resamples=resamples, seed=seed)
     splits = []
-    for measure, (score, unit) in _MEASURES.items():
+    for measure, score in _MEASURES.items():
         values = {task_id: score(text) for task_id, text in instructions.items()}
         groups = _tertiles(values)
         if len(groups) < 2:
             continue
-        strata = [_stratum(ids, values, unit, outcomes, baseline, test) for ids in groups]
+        strata = [_stratum(ids, values, measure, outcomes, baseline, by_label[baseline], test) for ids in groups]
         splits.append(ComplexitySplit(measure=measure, strata=strata))
     return splits
 
@@ -135,11 +135,12 @@ def _stratum(
     unit: str,
     outcomes: Sequence[tuple[str, Mapping[str, bool]]],
     baseline: str,
+    reference: Mapping[str, bool],
     test: Callable[[Sequence[bool], Sequence[bool]], PairedTest],
 ) -> Stratum:
     low, high = min(values[t] for t in task_ids), max(values[t] for t in task_ids)
     name = f"{low} {unit}" if low == high else f"{low}–{high} {unit}"
-    base = [dict(outcomes)[baseline][t] for t in task_ids]
+    base = [reference[t] for t in task_ids]
     cells = [
         StratumCell(
             label=label,
