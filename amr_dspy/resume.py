@@ -2,8 +2,12 @@
 killed after hours (or ended with its session) resumes where it stopped instead of starting over.
 
 A line is written and fsynced as one ``write``; a line cut short by a kill is the last one and is dropped on
-reading. Every line carries the run's key (what was evaluated, how and by whom): a checkpoint made by a
-different run is refused rather than mixed in.
+reading. Every line carries the run's key (what was evaluated, how and by whom, but not which tasks): a
+checkpoint made by a different run is refused rather than mixed in.
+
+A finished run keeps its lines as ``finished.jsonl``, so that the same run over more tasks (a larger
+``--limit``) runs only the new ones: a comparison too long for one session grows in prefixes, each a paired
+comparison of its own. A run over fewer tasks takes its tasks from there too.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import os
 import threading
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,7 @@ from amr_dspy.errors import ConfigError, DataError
 __all__ = ["EvalCheckpoint", "Finished", "lm_fingerprint", "run_key"]
 
 PROGRESS_FILE = "progress.jsonl"
+FINISHED_FILE = "finished.jsonl"
 
 
 class Finished(BaseModel):
@@ -61,24 +67,33 @@ def lm_fingerprint(lm: Any) -> list[Any]:
 class EvalCheckpoint:
     """``progress.jsonl`` in an eval folder: what earlier sessions of this run finished, plus an appender."""
 
-    def __init__(self, directory: Path, key: str, *, fresh: bool = False) -> None:
+    def __init__(self, directory: Path, key: str, *, tasks: Iterable[str] | None = None,
+                 legacy_key: str | None = None, fresh: bool = False) -> None:  # fmt: skip
+        """``tasks``: the run's task ids (None: all the file holds); the file's other tasks stay in it, unused.
+
+        ``legacy_key``: the key this run had when keys named the tasks; its lines are rewritten to ``key``.
+        """
         self.path = directory / PROGRESS_FILE
+        self.finished_path = directory / FINISHED_FILE
         self.key = key
         self.session = uuid.uuid4().hex[:12]
         self._lock = threading.Lock()
         self._closed = False
         if fresh:
             self.path.unlink(missing_ok=True)
+            self.finished_path.unlink(missing_ok=True)
         self.done: dict[str, Finished] = {}
         self.prior_wall_s = 0.0
-        self._read()
-        self.recorded: set[str] = set(self.done)  # the tasks the file holds: earlier sessions' and this one's
+        self.recorded: set[str] = set()  # the tasks the file holds: earlier sessions' and this one's
+        keys = {key} | ({legacy_key} if legacy_key else set())
+        if not self.path.is_file() and self.finished_path.is_file() and self._rows_of(self.finished_path, keys):
+            os.replace(self.finished_path, self.path)  # the same run, finished before: extend it
+        self._read(keys, None if tasks is None else set(tasks))
 
-    def _read(self) -> None:
-        if not self.path.is_file():
-            return
-        lines = self.path.read_bytes().split(b"\n")
-        walls: dict[str, float] = {}
+    def _rows_of(self, path: Path, keys: set[str]) -> list[Finished] | None:
+        """The file's rows, or None when a line was written by another run (a corrupt line raises)."""
+        lines = path.read_bytes().split(b"\n")
+        rows = []
         for lineno, raw in enumerate(lines, start=1):
             if not raw.strip():
                 continue
@@ -87,15 +102,38 @@ class EvalCheckpoint:
             except ValidationError as exc:
                 if lineno == len(lines):
                     continue  # no newline after it: the line a kill cut short, so that task simply runs again
-                raise DataError(f"{self.path}:{lineno}: not a checkpoint line ({exc.errors()[0]['msg']})") from None
-            if row.key != self.key:
-                raise ConfigError(
-                    f"{self.path}:{lineno}: checkpoint of a different run (variant, tasks, teacher or settings "
-                    "differ); pass --fresh to discard it or choose another --out"
-                )
-            self.done[str(row.result.get("task_id"))] = row
+                raise DataError(f"{path}:{lineno}: not a checkpoint line ({exc.errors()[0]['msg']})") from None
+            if row.key not in keys:
+                if path == self.path:
+                    raise ConfigError(
+                        f"{path}:{lineno}: checkpoint of a different run (variant, teacher or settings differ); "
+                        "pass --fresh to discard it or choose another --out"
+                    )
+                return None
+            rows.append(row)
+        return rows
+
+    def _read(self, keys: set[str], tasks: set[str] | None) -> None:
+        if not self.path.is_file():
+            return
+        rows = self._rows_of(self.path, keys) or []
+        if any(row.key != self.key for row in rows):
+            self._rewrite([row.model_copy(update={"key": self.key}) for row in rows])
+        walls: dict[str, float] = {}
+        for row in rows:
+            task_id = str(row.result.get("task_id"))
+            self.recorded.add(task_id)
+            if tasks is not None and task_id not in tasks:
+                continue
+            self.done[task_id] = row
             walls[row.session] = max(walls.get(row.session, 0.0), row.elapsed_s)
+        # a session's longest elapsed time among this run's tasks: about its time for them, since tasks run in order
         self.prior_wall_s = sum(walls.values())
+
+    def _rewrite(self, rows: list[Finished]) -> None:
+        staged = self.path.with_suffix(".tmp")
+        staged.write_bytes(b"".join(row.model_dump_json().encode() + b"\n" for row in rows))
+        os.replace(staged, self.path)
 
     def add(self, result: BaseModel, record: dict[str, Any], elapsed_s: float) -> None:
         """Append one finished task durably (thread-safe)."""
@@ -121,11 +159,12 @@ class EvalCheckpoint:
             self._closed = True
 
     def finish(self) -> None:
-        """The run is complete and its results are written: the checkpoint has done its job.
+        """The run is complete and its results are written: its lines become ``finished.jsonl``.
 
         DSPy's parallel executor resubmits a straggling task and keeps the first answer; the abandoned thread may
         finish after this, and must not leave a checkpoint behind in a finished eval folder.
         """
         with self._lock:
             self._closed = True
-            self.path.unlink(missing_ok=True)
+            if self.path.is_file():
+                os.replace(self.path, self.finished_path)

@@ -256,6 +256,7 @@ def test_an_interrupted_variant_resumes_from_its_checkpoint(
     # direct's finished task is not asked again; cot runs all three
     assert asked == ["mean_gap", "interleave", "digit_sum", "mean_gap", "interleave"]
     assert not (out / "direct" / "progress.jsonl").exists()  # results.json is written; the checkpoint is done
+    assert (out / "direct" / "finished.jsonl").is_file()  # kept, so that a larger --limit runs only the new tasks
     results = json.loads((out / "direct" / "results.json").read_text())
     assert [t["task_id"] for t in results["tasks"]] == [t.task_id for t in fixture_tasks]
 

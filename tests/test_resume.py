@@ -10,7 +10,7 @@ import pytest
 
 from amr_dspy.errors import ConfigError, DataError
 from amr_dspy.evaluation import TaskResult, evaluate_program
-from amr_dspy.resume import PROGRESS_FILE, EvalCheckpoint, lm_fingerprint, run_key
+from amr_dspy.resume import FINISHED_FILE, PROGRESS_FILE, EvalCheckpoint, lm_fingerprint, run_key
 from amr_dspy.sandbox import Sandbox
 from amr_dspy.tasks import Task, load_tasks
 from amr_dspy.teacher import TeacherSpec
@@ -40,6 +40,49 @@ def test_a_straggler_finishing_after_the_run_leaves_no_checkpoint(tmp_path: Path
     checkpoint.finish()
     checkpoint.add(_result("T/1"), {"code": "y"}, elapsed_s=130.0)  # DSPy's resubmitted straggler, still running
     assert not (tmp_path / PROGRESS_FILE).exists()
+    assert list(EvalCheckpoint(tmp_path, "k1").done) == ["T/0"]  # the finished run, without the straggler
+
+
+def test_a_finished_run_over_more_tasks_takes_the_finished_ones_and_their_time(tmp_path: Path) -> None:
+    first = EvalCheckpoint(tmp_path, "k1", tasks=["T/0", "T/1"])
+    first.add(_result("T/0"), {"code": "x"}, elapsed_s=4.0)
+    first.add(_result("T/1"), {"code": "y"}, elapsed_s=10.0)
+    first.finish()
+    assert (tmp_path / FINISHED_FILE).is_file() and not (tmp_path / PROGRESS_FILE).exists()
+
+    grown = EvalCheckpoint(tmp_path, "k1", tasks=["T/0", "T/1", "T/2"])
+    assert sorted(grown.done) == ["T/0", "T/1"] and grown.prior_wall_s == pytest.approx(10.0)
+    assert (tmp_path / PROGRESS_FILE).is_file() and not (tmp_path / FINISHED_FILE).exists()  # being extended
+    grown.add(_result("T/2"), {"code": "z"}, elapsed_s=3.0)
+    grown.close()  # interrupted: the grown run resumes from progress.jsonl with all three
+
+    fewer = EvalCheckpoint(tmp_path, "k1", tasks=["T/0"])
+    assert list(fewer.done) == ["T/0"] and fewer.prior_wall_s == pytest.approx(4.0)  # T/0's session time only
+    fewer.finish()
+    assert sorted(EvalCheckpoint(tmp_path, "k1").done) == ["T/0", "T/1", "T/2"]  # the file keeps all it had
+
+
+def test_a_finished_run_of_other_settings_is_set_aside_not_refused(tmp_path: Path) -> None:
+    old = EvalCheckpoint(tmp_path, run_key(variant="direct"))
+    old.add(_result("T/0"), {}, elapsed_s=1.0)
+    old.finish()
+    other = EvalCheckpoint(tmp_path, run_key(variant="cot"), tasks=["T/0"])
+    assert other.done == {}
+    other.add(_result("T/0", passed=False), {}, elapsed_s=2.0)
+    other.finish()
+    assert EvalCheckpoint(tmp_path, run_key(variant="direct")).done == {}  # replaced by the cot run
+    assert not EvalCheckpoint(tmp_path, run_key(variant="cot")).done["T/0"].result["plus_passed"]
+
+
+def test_lines_written_when_keys_named_the_tasks_resume_and_are_rewritten(tmp_path: Path) -> None:
+    legacy = run_key(variant="direct", tasks=["T/0", "T/1"])
+    EvalCheckpoint(tmp_path, legacy).add(_result("T/0"), {"code": "x"}, elapsed_s=1.0)
+    key = run_key(variant="direct")
+    resumed = EvalCheckpoint(tmp_path, key, tasks=["T/0", "T/1"], legacy_key=legacy)
+    assert list(resumed.done) == ["T/0"]
+    assert list(EvalCheckpoint(tmp_path, key, tasks=["T/0"]).done) == ["T/0"]  # now under the key without tasks
+    with pytest.raises(ConfigError, match="checkpoint of a different run"):
+        EvalCheckpoint(tmp_path, legacy)
 
 
 def test_a_closed_checkpoint_keeps_its_file_and_takes_nothing_more(tmp_path: Path) -> None:

@@ -70,8 +70,8 @@ def compare_command(
     select_samples: SelectSamplesOpt = None,
     test_sets: TestSetsOpt = None,
     fresh: Annotated[
-        bool, typer.Option("--fresh", help="Discard checkpoints of interrupted variant runs in --out instead of "
-                           "resuming them.")
+        bool, typer.Option("--fresh", help="Discard the checkpoints of variant runs in --out (interrupted, or "
+                           "finished and kept for a larger --limit) instead of resuming them.")
     ] = False,
     threads: Annotated[
         int,

@@ -66,7 +66,8 @@ def eval_command(
         typer.Option(file_okay=False, help="Output folder (default: artifacts/eval/<variant-or-samples>-<benchmark>)."),
     ] = None,
     fresh: Annotated[
-        bool, typer.Option("--fresh", help="Discard the checkpoint of an interrupted run in --out instead of resuming.")
+        bool, typer.Option("--fresh", help="Discard the checkpoint of the run in --out (interrupted, or finished and "
+                                        "kept for a larger --limit) instead of resuming it.")
     ] = False,
     crosscheck: Annotated[
         bool,

@@ -56,10 +56,10 @@ def run_program_tasks(
     lm = dspy.settings.lm
     config = program_config(module)  # the -select variants' samples are in it: other samples, another run
     # the library only when there is one: checkpoints of runs without retrieval keep their key
-    key = run_key(variant=variant, benchmark=benchmark, tasks=[t.task_id for t in tasks], teacher=teacher,
-                  artifact=artifact, config=config, lm=lm_fingerprint(lm),
-                  **({"library": library} if library else {}))  # fmt: skip
-    checkpoint = EvalCheckpoint(out, key, fresh=fresh)
+    parts = dict(variant=variant, benchmark=benchmark, teacher=teacher, artifact=artifact, config=config,
+                 lm=lm_fingerprint(lm), **({"library": library} if library else {}))  # fmt: skip
+    ids = [t.task_id for t in tasks]
+    checkpoint = EvalCheckpoint(out, run_key(**parts), tasks=ids, legacy_key=run_key(tasks=ids, **parts), fresh=fresh)
 
     columns = (
         TextColumn("{task.description}"),
