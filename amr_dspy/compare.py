@@ -171,6 +171,27 @@ def _read_codes(path: Path, key: str) -> dict[str, str | None]:
     return codes
 
 
+_COLLECTED = frozenset({"benchmark", "n_tasks", "pass_at_1", "failures", "n_scored", "skipped", "excluded",
+                        "lm_calls", "prompt_tokens", "completion_tokens", "paid_prompt_tokens",
+                        "paid_completion_tokens", "wall_s", "tasks", "versions"})  # fmt: skip
+
+
+def first_tasks(run: EvalRun, n: int) -> EvalRun:
+    """The run's first ``n`` tasks, as a run with ``--limit n`` would have them: a longer run compared on a prefix.
+
+    Its wall time is scaled to the prefix, so seconds per task stay the run's mean over everything it ran.
+    """
+    results = run.results
+    if n >= len(results.tasks):
+        return run
+    kept = results.tasks[:n]
+    meta = results.model_dump(exclude=set(_COLLECTED))
+    sliced = EvalResults.collect(results.benchmark, kept, results.wall_s * n / len(results.tasks), **meta)
+    sliced = sliced.model_copy(update={"versions": results.versions})
+    ids = {t.task_id for t in kept}
+    return run.model_copy(update={"results": sliced, "codes": {k: v for k, v in run.codes.items() if k in ids}})
+
+
 def check_same_tasks(runs: Sequence[EvalRun]) -> None:
     """Refuse runs that are not on the same benchmark and the same task set: their pass@1 are not comparable.
 

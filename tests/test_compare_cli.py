@@ -44,8 +44,8 @@ def _invoke(cli: CliRunner, *args: str) -> object:
         (["--variants", "direct,cot", "--baseline", "amr"], ConfigError, "--baseline 'amr' is not among --variants"),
         (["--variants", "direct,no/such.json"], ConfigError, "no/such.json does not exist"),
         (["--from-evals", "only-one"], ConfigError, "at least two eval folders"),
-        (["--from-evals", "a,b", "--limit", "3"], ConfigError,
-         "--limit, --reuse, --library, --no-library, --select-samples and --test-sets"),
+        (["--from-evals", "a,b", "--reuse"], ConfigError,
+         "--reuse, --library, --no-library, --select-samples and --test-sets"),
         (["--from-evals", "a,b", "--no-library"], ConfigError, "apply to running variants"),
         (["--variants", "direct,amr", "--library", "lib", "--no-library"], ConfigError,
          "--library lib and --no-library: give one of them"),
@@ -83,6 +83,23 @@ def test_from_evals_refuses_different_task_sets(cli: CliRunner, tmp_path: Path) 
     assert isinstance(result.exception, ConfigError)
     assert "not the same set" in str(result.exception)
     assert not (tmp_path / "cmp").exists()
+
+
+def test_from_evals_with_a_limit_compares_the_first_tasks_of_runs_of_different_lengths(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    full, fewer = eval_results("direct"), eval_results("cot")
+    fewer.tasks = fewer.tasks[:6]
+    fewer.wall_s = 60.0  # 10 s per task over the 6 it ran
+    dirs = [write_eval_dir(tmp_path / "a", "direct", full), write_eval_dir(tmp_path / "b", "cot", fewer)]
+    out = tmp_path / "cmp"
+    result = _invoke(cli, "compare", "--from-evals", ",".join(map(str, dirs)), "--limit", "5", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["task_ids"] == [t.task_id for t in full.tasks[:5]]
+    direct, cot = report["variants"]
+    assert direct["pass_plus"]["estimate"] == pytest.approx(sum(t.plus_passed for t in full.tasks[:5]) / 5)
+    assert cot["s_per_task"] == pytest.approx(10.0)  # the run's mean, not its whole wall time over 5 tasks
 
 
 def test_runs_of_one_variant_are_named_after_their_folders(cli: CliRunner, tmp_path: Path) -> None:

@@ -53,7 +53,8 @@ def compare_command(
         str | None,
         typer.Option(help="Variant the others are compared against (default: the first one listed)."),
     ] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Run only the first N tasks of the benchmark.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Run only the first N tasks of the benchmark; with "
+                                                     "--from-evals, compare each run's first N tasks.")] = None,
     out: Annotated[
         Path | None,
         typer.Option(file_okay=False, help="Output folder (default: artifacts/compare/<benchmark>); one subfolder "
@@ -97,7 +98,7 @@ def compare_command(
 
     Writes each run to --out/<variant>/ and report.json, .txt, .svg, .html, .md and pass_at_1.png to --out.
     """
-    from amr_dspy.compare import build_report, load_eval_dir, parse_variant_entries
+    from amr_dspy.compare import build_report, first_tasks, load_eval_dir, parse_variant_entries
     from amr_dspy.resources import library_for
 
     if (variants is None) == (from_evals is None):
@@ -106,16 +107,18 @@ def compare_command(
         )
     out = out or Path("artifacts/compare") / _slug(benchmark)
     if from_evals is not None:
-        running = (limit, library, select_samples, test_sets) != (None,) * 4 or reuse or no_library
+        running = (library, select_samples, test_sets) != (None,) * 3 or reuse or no_library
         if running:
             raise ConfigError(
-                "--limit, --reuse, --library, --no-library, --select-samples and --test-sets apply to running "
+                "--reuse, --library, --no-library, --select-samples and --test-sets apply to running "
                 "variants, not to --from-evals"
             )
         directories = [Path(item.strip()) for item in from_evals.split(",") if item.strip()]
         if len(directories) < 2:
             raise ConfigError(f"--from-evals {from_evals!r}: a comparison needs at least two eval folders")
         runs = [load_eval_dir(d) for d in directories]
+        if limit is not None:  # compare the first tasks of runs of different lengths, e.g. one still growing
+            runs = [first_tasks(run, limit) for run in runs]
     else:
         entries = parse_variant_entries(variants or "")
         if baseline is not None and baseline not in [e.label for e in entries]:
