@@ -29,8 +29,33 @@ def extract_code(response: str, entry_point: str | None = None) -> str | None:
     text = "\n\n".join(blocks) if blocks else response
     if not text.strip():
         return None
-    code = sanitize(text, entry_point)
+    code = _unmark(sanitize(_mark_returnless(text), entry_point))
     return code + "\n" if _defines_something(code) else None
+
+
+_RETURN_MARK = "return  # amr-dspy: no return of its own"
+
+
+def _mark_returnless(code: str) -> str:
+    """``code`` with a marked ``return`` closing each top-level function that has none.
+
+    evalplus's sanitizer keeps only functions with a return statement; a function that plots, prints or writes a
+    file (BigCodeBench asks for many) would be dropped, and with it the answer. The marks are removed afterwards.
+    """
+    lines = code.splitlines()
+    inserts = []
+    for node in _functions(code):
+        body = node.body
+        returns = any(isinstance(n, ast.Return) for n in ast.walk(node))
+        if not returns and body[0].lineno > node.lineno and node.end_lineno is not None:
+            inserts.append((node.end_lineno, " " * body[0].col_offset + _RETURN_MARK))
+    for line_no, mark in sorted(inserts, reverse=True):
+        lines.insert(line_no, mark)
+    return "\n".join(lines) if inserts else code
+
+
+def _unmark(code: str) -> str:
+    return "\n".join(line for line in code.splitlines() if line.strip() != _RETURN_MARK)
 
 
 def balance_fences(response: str) -> str:

@@ -18,6 +18,7 @@ from amr_dspy.agreement import CandidateRun, Selection
 from amr_dspy.errors import ConfigError, DataError
 from amr_dspy.evaluation import (
     EvalResults,
+    TaskResult,
     check_solutions,
     evaluate_program,
     evaluate_samples,
@@ -635,3 +636,49 @@ def test_eval_keeps_the_checkpoint_when_a_task_could_not_reach_the_teacher_and_t
 
 def _checkpoint_ids(out: Path) -> set[str]:
     return {json.loads(line)["result"]["task_id"] for line in (out / "progress.jsonl").read_text().splitlines()}
+
+
+def test_cli_eval_recheck_reads_stored_responses_again_and_keeps_the_teachers_numbers(
+    cli: CliRunner, fixture_tasks: list[Task], tmp_path: Path
+) -> None:
+    from amr_dspy.cli import app
+
+    out = tmp_path / "run"
+    out.mkdir()
+    digit_sum = next(t for t in fixture_tasks if t.entry_point == "digit_sum")
+    response = f"```\n{digit_sum.canonical_solution}\n```"
+    stored = {  # digit_sum's code was lost by an older extractor; the others are read today as they were then
+        t.task_id: {"task_id": t.task_id, "response": response if t is digit_sum else "no code here", "code": None}
+        for t in fixture_tasks
+    }
+    results = EvalResults.collect(
+        "humaneval+",
+        [TaskResult(task_id=t.task_id, base_passed=False, plus_passed=False, failure="no_code", lm_calls=1,
+                    prompt_tokens=40, completion_tokens=60, wall_s=3.0) for t in fixture_tasks],  # fmt: skip
+        wall_s=12.5,
+        variant="direct",
+        teacher="local",
+    )
+    (out / "results.json").write_text(results.model_dump_json())
+    (out / "predictions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in stored.values()))
+
+    result = cli.invoke(app, ["eval", "--recheck", "-b", "humaneval+", "--out", str(out), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "1 of 3 tasks' code read differently today" in " ".join(result.output.split())
+    data = EvalResults.model_validate_json((out / "results.json").read_text())
+    by_id = {t.task_id: t for t in data.tasks}
+    assert by_id[digit_sum.task_id].plus_passed and by_id[digit_sum.task_id].failure is None
+    assert data.pass_at_1.plus == pytest.approx(1 / 3) and data.wall_s == 12.5 and data.variant == "direct"
+    assert (data.prompt_tokens, data.completion_tokens, data.lm_calls) == (120, 180, 3)
+    rows = {r["task_id"]: r for r in _predictions(out)}
+    fixed = rows[digit_sum.task_id]
+    assert fixed["code"] == extract_code(response, "digit_sum") and fixed["failure"] is None
+
+
+def test_cli_eval_recheck_needs_a_finished_run(cli: CliRunner, fixture_tasks: list[Task], tmp_path: Path) -> None:
+    from amr_dspy.cli import app
+
+    result = cli.invoke(app, ["eval", "--recheck", "-b", "humaneval+", "--out", str(tmp_path)])
+    assert isinstance(result.exception, ConfigError) and "no results.json" in str(result.exception)
+    nowhere = cli.invoke(app, ["eval", "--recheck", "-b", "humaneval+"])
+    assert isinstance(nowhere.exception, ConfigError) and "--recheck needs --out" in str(nowhere.exception)

@@ -97,3 +97,24 @@ STRAY_CLOSE = "def is_even(n):\n    return n % 2 == 0\n\n# Test\nassert is_even(
 def test_fences_are_paired_for_training_records(response: str, balanced: str) -> None:
     assert balance_fences(response) == balanced
     assert sum(line.lstrip().startswith("```") for line in balance_fences(response).splitlines()) % 2 == 0
+
+
+def test_functions_without_a_return_are_kept_and_left_as_written() -> None:
+    # evalplus's sanitizer alone drops them: a plotting task_func came out as its imports only
+    response = (
+        "```\nimport matplotlib.pyplot as plt\n\nSIZE = 3\n\ndef _label(ax):\n    ax.set_title('t')\n\n"
+        "def task_func(values):\n    fig, ax = plt.subplots()\n    ax.hist(values, bins=SIZE)\n    _label(ax)\n"
+        "    if not values:\n        print('empty')\n\nprint(task_func([1, 2]))\n```\nThis plots a histogram."
+    )
+    code = extract_code(response, "task_func")
+    assert code is not None and "return" not in code and "print(task_func" not in code
+    assert code == (
+        "import matplotlib.pyplot as plt\nSIZE = 3\ndef _label(ax):\n    ax.set_title('t')\n"
+        "def task_func(values):\n    fig, ax = plt.subplots()\n    ax.hist(values, bins=SIZE)\n    _label(ax)\n"
+        "    if not values:\n        print('empty')\n"
+    )
+
+
+def test_a_one_line_function_without_a_return_is_left_to_the_sanitizer() -> None:
+    code = extract_code("```python\ndef noop(): pass\ndef f(x):\n    return x\n```", "f")
+    assert code == "def f(x):\n    return x\n"

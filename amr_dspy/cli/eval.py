@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -69,6 +70,12 @@ def eval_command(
         bool, typer.Option("--fresh", help="Discard the checkpoint of the run in --out (interrupted, or finished and "
                                         "kept for a larger --limit) instead of resuming it.")
     ] = False,
+    recheck: Annotated[
+        bool,
+        typer.Option("--recheck", help="Re-read the finished program run in --out with today's code extraction and "
+                     "execute again the tasks whose code changed; no teacher is called, and the run's tokens, calls "
+                     "and time are kept."),  # fmt: skip
+    ] = False,
     crosscheck: Annotated[
         bool,
         typer.Option("--crosscheck", help="Also run the reference harness on the same samples and show both pass@1: "
@@ -98,11 +105,13 @@ def eval_command(
     from amr_dspy.run import load_program, open_resources
     from amr_dspy.tasks import load_tasks
 
-    if sum((variant is not None, samples is not None, canonical)) != 1:
+    if sum((variant is not None, samples is not None, canonical, recheck)) != 1:
         raise ConfigError(
-            "give exactly one of --variant NAME (run a program), --samples FILE (check existing samples) "
-            "or --canonical (check the canonical solutions)"
+            "give exactly one of --variant NAME (run a program), --samples FILE (check existing samples), "
+            "--canonical (check the canonical solutions) or --recheck (a finished run in --out)"
         )
+    if recheck and out is None:
+        raise ConfigError("--recheck needs --out, the folder of the finished run to check again")
     if variant is None and (program or library or no_library or (select_samples, test_sets) != (None, None)):
         raise ConfigError(
             "--program, --library, --no-library, --select-samples and --test-sets need --variant; --samples and "
@@ -128,7 +137,9 @@ def eval_command(
         load_program(variant, program, samples=select_samples, test_sets=test_sets)
     with open_resources(spec if variant else None, tasks=tasks, workers=workers, variants=[variant] if variant else [],
                         library=library, no_library=no_library, status=console.status) as run:  # fmt: skip
-        if samples is not None:
+        if recheck:
+            results, solutions = _recheck(out, tasks, run.sandbox)
+        elif samples is not None:
             results, solutions = _check_samples(samples, tasks, run.sandbox, benchmark)
         elif canonical:
             results, solutions = _check_canonical(tasks, run.sandbox, benchmark)
@@ -173,6 +184,18 @@ def _crosscheck_bigcodebench(samples_path: Path, results: EvalResults, out: Path
     with console.status(f"running bigcodebench's untrusted_check on the same {len(results.tasks)} samples"):
         return crosscheck_bigcodebench(samples_path, results, data_file=data_file(), workdir=out / "bigcodebench",
                                        parallel=workers)  # fmt: skip
+
+
+def _recheck(out: Path, tasks: list[Task], sandbox: Sandbox) -> tuple[EvalResults, dict[str, str | None]]:
+    from amr_dspy.evaluation.recheck import recheck_run
+
+    with console.status(f"checking again the responses in {out}"):
+        results, records, changed = recheck_run(out, tasks, sandbox)
+    with (out / "predictions.jsonl").open("w", encoding="utf-8") as handle:
+        for task in tasks:
+            handle.write(json.dumps(records[task.task_id], ensure_ascii=False) + "\n")
+    console.print(f"{changed} of {len(tasks)} tasks' code read differently today; those ran again")
+    return results, {t.task_id: records[t.task_id].get("code") for t in tasks}
 
 
 def _check_samples(
