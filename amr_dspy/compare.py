@@ -343,7 +343,12 @@ def build_report(
     if baseline not in labels:
         raise ConfigError(f"--baseline {baseline!r} is not among the compared variants: {', '.join(labels)}")
     reference = runs[labels.index(baseline)]
-    order = [t.task_id for t in runs[0].results.tasks]
+    # a task excluded, or skipped for a library one run's answer imported, is left out of every run's pass@1, as
+    # eval leaves it out of its own: the runs stay paired on the tasks they all scored
+    unscored = {t.task_id for run in runs for t in run.results.tasks if not t.scored}
+    order = [t.task_id for t in runs[0].results.tasks if t.task_id not in unscored]
+    if not order:
+        raise ConfigError("no task was scored in every run (all excluded or skipped)")
     stats = {"confidence": confidence, "resamples": resamples, "seed": seed}
     variants = [
         _variant_report(run, label, order, None if run is reference else reference, **stats)

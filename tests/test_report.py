@@ -253,3 +253,17 @@ def test_program_entry_loads_the_compiled_artifact(tmp_path: Path) -> None:
     module = load_program(entry.variant, entry.artifact).module
     assert isinstance(module, DirectProgram)
     assert [d["response"] for d in module.respond.demos] == ["3"]
+
+
+def test_tasks_a_run_did_not_score_are_left_out_of_every_runs_pass_at_1(tmp_path: Path) -> None:
+    direct, cot = eval_results("direct"), eval_results("cot")
+    excluded, skipped = TASK_IDS[0], TASK_IDS[1]
+    for results in (direct, cot):
+        results.tasks[0] = results.tasks[0].model_copy(update={"excluded": "needs the network", "plus_passed": False})
+    cot.tasks[1] = cot.tasks[1].model_copy(update={"missing_modules": ["faker"], "plus_passed": False})
+    runs = [load_eval_dir(write_eval_dir(tmp_path / "a", "direct", direct)),
+            load_eval_dir(write_eval_dir(tmp_path / "b", "cot", cot))]  # fmt: skip
+    report = build_report(runs, baseline="direct")
+    assert report.task_ids == [t for t in TASK_IDS if t not in (excluded, skipped)]
+    scored = [t for t in direct.tasks if t.task_id in report.task_ids]
+    assert report.variants[0].pass_plus.estimate == pytest.approx(sum(t.plus_passed for t in scored) / len(scored))

@@ -10,9 +10,9 @@ method passes. A task whose run needed a library that is not installed is *skipp
 list (``amr_dspy.bigcodebench``) *excluded*; both are counted and listed, and left out of pass@1's denominator.
 
 The package, one module per concept: ``results`` (the schema), ``checking`` (solutions in the sandbox), ``runner``
-(running a program), ``program_run`` (a checkpointed run with a progress bar, as eval and compare do it),
-``files`` (samples and results files), ``crosscheck`` (evalplus on the same samples), ``sandbox_bench`` (the
-sandbox against evalplus's checker) and ``tables`` (rendering).
+(running a program), ``program_run`` (a checkpointed run with a progress bar, as eval and compare do it), ``files``
+(samples and results files), ``recheck`` (a finished run re-read with today's extraction), ``crosscheck`` (evalplus
+on the same samples), ``sandbox_bench`` (the sandbox against evalplus's checker) and ``tables`` (rendering).
 """
 
 from __future__ import annotations
