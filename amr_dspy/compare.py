@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from amr_dspy.complexity import complexity_splits
 from amr_dspy.errors import ConfigError, DataError
-from amr_dspy.evaluation import EvalResults, TaskResult, package_versions
+from amr_dspy.evaluation import EvalResults, TaskResult, package_versions, read_results
 from amr_dspy.report import (
     FAILURE_CATEGORIES,
     ComparisonReport,
@@ -138,14 +138,7 @@ def _run_label(results: EvalResults, directory: Path) -> str:
 
 def load_eval_dir(directory: Path) -> EvalRun:
     """Read an eval folder's results.json and the code of each task (predictions.jsonl, else samples.jsonl)."""
-    path = directory / "results.json"
-    if not path.is_file():
-        raise ConfigError(f"{directory}: no results.json; give a folder written by `amr-dspy eval` or `compare`")
-    try:
-        results = EvalResults.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise DataError(f"{path}: not eval results ({'.'.join(map(str, first['loc']))}: {first['msg']})") from None
+    results = read_results(directory)
     codes: dict[str, str | None] = {}
     for name, key in (("predictions.jsonl", "code"), ("samples.jsonl", "solution")):
         if (directory / name).is_file():
@@ -171,11 +164,6 @@ def _read_codes(path: Path, key: str) -> dict[str, str | None]:
     return codes
 
 
-_COLLECTED = frozenset({"benchmark", "n_tasks", "pass_at_1", "failures", "n_scored", "skipped", "excluded",
-                        "lm_calls", "prompt_tokens", "completion_tokens", "paid_prompt_tokens",
-                        "paid_completion_tokens", "wall_s", "tasks", "versions"})  # fmt: skip
-
-
 def first_tasks(run: EvalRun, n: int) -> EvalRun:
     """The run's first ``n`` tasks, as a run with ``--limit n`` would have them: a longer run compared on a prefix.
 
@@ -185,9 +173,7 @@ def first_tasks(run: EvalRun, n: int) -> EvalRun:
     if n >= len(results.tasks):
         return run
     kept = results.tasks[:n]
-    meta = results.model_dump(exclude=set(_COLLECTED))
-    sliced = EvalResults.collect(results.benchmark, kept, results.wall_s * n / len(results.tasks), **meta)
-    sliced = sliced.model_copy(update={"versions": results.versions})
+    sliced = results.recollect(kept, wall_s=results.wall_s * n / len(results.tasks))
     ids = {t.task_id for t in kept}
     return run.model_copy(update={"results": sliced, "codes": {k: v for k, v in run.codes.items() if k in ids}})
 

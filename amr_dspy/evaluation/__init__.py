@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from amr_dspy.evaluation.checking import bigcodebench_limits, check_solutions, evalplus_limits, execution_limits
 from amr_dspy.evaluation.crosscheck import crosscheck_evalplus
-from amr_dspy.evaluation.files import read_samples, write_results, write_samples
+from amr_dspy.evaluation.files import read_results, read_samples, write_results, write_samples
 from amr_dspy.evaluation.program_run import run_program_tasks
 from amr_dspy.evaluation.results import (
     CrossCheck,
@@ -56,6 +56,7 @@ __all__ = [
     "run_parallel",
     "program_config",
     "evaluate_samples",
+    "read_results",
     "read_samples",
     "write_samples",
     "write_results",

@@ -6,7 +6,9 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from amr_dspy.errors import DataError
+from pydantic import ValidationError
+
+from amr_dspy.errors import ConfigError, DataError
 from amr_dspy.evaluation.results import EvalResults
 
 __all__ = ["read_samples", "write_samples", "write_results"]
@@ -52,3 +54,15 @@ def write_samples(path: Path, task_ids: Sequence[str], solutions: Mapping[str, s
 def write_results(path: Path, results: EvalResults) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(results.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+def read_results(directory: Path) -> EvalResults:
+    """An eval folder's results.json; a clear error when it is missing or is not eval results."""
+    path = directory / "results.json"
+    if not path.is_file():
+        raise ConfigError(f"{directory}: no results.json; give a folder written by `amr-dspy eval` or `compare`")
+    try:
+        return EvalResults.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise DataError(f"{path}: not eval results ({'.'.join(map(str, first['loc']))}: {first['msg']})") from None

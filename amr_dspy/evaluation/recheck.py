@@ -12,10 +12,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 from amr_dspy.errors import ConfigError, DataError
 from amr_dspy.evaluation.checking import check_solutions
+from amr_dspy.evaluation.files import read_results
 from amr_dspy.evaluation.results import EvalResults, SolutionCheck
 from amr_dspy.extract import extract_code
 
@@ -51,26 +50,17 @@ def recheck_run(directory: Path, tasks: list[Task], sandbox: Sandbox) -> tuple[E
     fresh = {t: c for t, c in zip(changed, checks, strict=True)}
     tasks_out = [r.model_copy(update={f: getattr(fresh[r.task_id], f) for f in _CHECK_FIELDS})
                  if r.task_id in fresh else r for r in results.tasks]  # fmt: skip
-    meta = results.model_dump(exclude={"benchmark", "n_tasks", "pass_at_1", "failures", "n_scored", "skipped",
-                                       "excluded", "lm_calls", "prompt_tokens", "completion_tokens",
-                                       "paid_prompt_tokens", "paid_completion_tokens", "wall_s", "tasks",
-                                       "versions", "created_at"})  # fmt: skip
-    rechecked = EvalResults.collect(results.benchmark, tasks_out, results.wall_s, **meta)
+    rechecked = results.recollect(tasks_out)
     for result in rechecked.tasks:
         records[result.task_id].update(failure=result.failure, failure_message=result.failure_message)
     return rechecked, records, len(changed)
 
 
 def _read_results(directory: Path) -> EvalResults:
-    path = directory / "results.json"
-    if not path.is_file():
-        raise ConfigError(f"{directory}: no results.json; --recheck needs a folder a finished eval run wrote")
-    try:
-        results = EvalResults.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValidationError as exc:
-        raise DataError(f"{path}: not eval results ({exc.errors()[0]['msg']})") from None
+    results = read_results(directory)
     if results.samples is not None:
-        raise ConfigError(f"{path}: a check of a samples file, not a program run; check the samples again instead")
+        raise ConfigError(f"{directory / 'results.json'}: a check of a samples file, not a program run; check the "
+                          "samples again instead")  # fmt: skip
     return results
 
 

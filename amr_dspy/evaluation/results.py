@@ -124,6 +124,14 @@ class EvalResults(BaseModel):
         )
 
 
+    def recollect(self, tasks: list[TaskResult], *, wall_s: float | None = None) -> EvalResults:
+        """The same run's results over ``tasks`` (a prefix of them, or them checked again): totals recounted, the
+        run's settings, versions and date kept."""
+        totals = EvalResults.collect(self.benchmark, tasks, self.wall_s if wall_s is None else wall_s)
+        recounted = totals.model_dump(exclude={"versions", "created_at"}, exclude_unset=True)
+        return EvalResults.model_validate({**self.model_dump(), **recounted})
+
+
 def _total(counts: Iterable[int | None]) -> int | None:
     values = list(counts)
     return None if any(v is None for v in values) else sum(v or 0 for v in values)
