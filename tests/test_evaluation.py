@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import _thread
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dspy
 import pytest
@@ -201,7 +203,7 @@ class _InterruptedMidRun(dspy.Module):
         if entry_point == "mean_gap":
             self.release.wait(10)
             self.answered.set()
-            raise RuntimeError("sandbox: run() called after close()")
+            return dspy.Prediction(response="", code="def mean_gap(xs):\n    return 0\n")
         if entry_point == "interleave":
             while "digit_sum" not in "".join(self.checkpoint.path.read_text() if self.checkpoint.path.exists() else ""):
                 time.sleep(0.01)
@@ -209,13 +211,33 @@ class _InterruptedMidRun(dspy.Module):
         return dspy.Prediction(response="", code="def digit_sum(n):\n    return sum(map(int, str(n)))\n")
 
 
+class _ClosingSandbox:
+    """The real sandbox until the CLI would close it; then what a closed sandbox's pool raises."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox, self.closed = sandbox, False
+
+    def run_many(self, requests: list[Any]) -> list[Any]:
+        if self.closed:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        return self.sandbox.run_many(requests)
+
+
 def test_tasks_finishing_after_an_interrupt_are_not_checkpointed(fixture_tasks: list[Task], sandbox: Sandbox,
-                                                                 tmp_path: Path) -> None:  # fmt: skip
+                                                                 tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture,
+                                                                 request: pytest.FixtureRequest) -> None:  # fmt: skip
     checkpoint = EvalCheckpoint(tmp_path, "k1")
     program = _InterruptedMidRun(checkpoint)
+    closing = _ClosingSandbox(sandbox)
+    dspy_logger = logging.getLogger("dspy")  # DSPy's loggers do not propagate to the root, where caplog listens
+    dspy_logger.addHandler(caplog.handler)
+    request.addfinalizer(lambda: dspy_logger.removeHandler(caplog.handler))
     before = set(threading.enumerate())
     with pytest.raises(KeyboardInterrupt):
-        evaluate_program(program, fixture_tasks, sandbox, benchmark="humaneval+", threads=3, checkpoint=checkpoint)
+        evaluate_program(program, fixture_tasks, closing, benchmark="humaneval+", threads=3,  # type: ignore[arg-type]
+                         checkpoint=checkpoint)  # fmt: skip
+    closing.closed = True
     program.release.set()
     assert program.answered.wait(10)
     for thread in set(threading.enumerate()) - before:
@@ -223,6 +245,8 @@ def test_tasks_finishing_after_an_interrupt_are_not_checkpointed(fixture_tasks: 
             thread.join(10)
     resumed = EvalCheckpoint(tmp_path, "k1").done
     assert "FixtureEval/0" in resumed and "FixtureEval/1" not in resumed  # mean_gap runs again next session
+    # what the task in flight raised once its sandbox went away is no error of the run's: no traceback under Ctrl-C
+    assert "cannot schedule new futures" not in caplog.text
 
 
 class _ServerGone(dspy.Module):

@@ -72,6 +72,20 @@ class _Recorder:
         self.results: dict[str, TaskResult] = {}
         self.solutions: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self.interrupted = threading.Event()
+
+    def run(self, example: dspy.Example, program: Callable[..., Any]) -> float | None:
+        """Answer and check one task; after an interrupt, a task still in flight ends quietly, unrecorded (its
+        teacher and sandbox are going away, so what it raises says nothing about the task)."""
+        if self.interrupted.is_set():
+            return None
+        try:
+            prediction = program(**example.inputs())
+            return None if self.interrupted.is_set() else self(example, prediction)
+        except Exception:
+            if self.interrupted.is_set():
+                return None
+            raise
 
     def __call__(self, example: dspy.Example, prediction: Any, trace: Any = None) -> float:
         from amr_dspy.metric import prediction_code
@@ -173,9 +187,10 @@ def evaluate_program(
     instrumented = _instrumented(program)
     started = time.perf_counter()
     try:
-        run_parallel(lambda example: recorder(example, instrumented(**example.inputs())),
+        run_parallel(lambda example: recorder.run(example, instrumented),
                      [task_to_example(t) for t in pending], threads=threads)  # fmt: skip
     except BaseException:
+        recorder.interrupted.set()
         if checkpoint is not None:
             checkpoint.close()  # before the caller closes the sandbox under the threads still running
         raise
