@@ -1,11 +1,11 @@
 """The resources amr-dspy ships, and the defaults every command takes from them.
 
 Two kinds: the embedded teacher's compiled programs (``local-0.5b/<variant>-bootstrap-2core.json`` with their
-manifests) and the seed function-module library (``library/minilm-mbpp-train``). They live in the repository's
-``artifacts/``; the wheel holds them as the data package ``amr_dspy/bundled`` (pyproject maps that package to
-``artifacts/`` and ships only those two subtrees). ``bundled_root`` finds ``amr_dspy/bundled`` in an installed
-wheel, else ``artifacts/`` next to the package in a checkout (an editable install, or the source on the path):
-never relative to the working directory.
+manifests) and the seed function-module library (``library/minilm-mbpp-bcb-train``: MBPP+ and BigCodeBench train).
+They live in the repository's ``artifacts/``; the wheel holds them as the data package ``amr_dspy/bundled``
+(pyproject maps that package to ``artifacts/`` and ships only those two subtrees). ``bundled_root`` finds
+``amr_dspy/bundled`` in an installed wheel, else ``artifacts/`` next to the package in a checkout (an editable
+install, or the source on the path): never relative to the working directory.
 
 Retrieval: a variant whose AMR config retrieves (amr, amr-paper, amr-select, amr-verified, ...) takes
 ``--library`` or else the bundled seed library; ``--no-library`` turns retrieval off; the other variants never
@@ -40,7 +40,7 @@ __all__ = [
 
 EMBEDDED_TEACHER_SLUG = "local-0.5b"  # TeacherSpec.parse("local").slug, without importing the teacher stack
 DEFAULT_RECIPE = "bootstrap-2core"  # the recipe the bundled programs were compiled with
-SEED_LIBRARY = "minilm-mbpp-train"
+SEED_LIBRARY = "minilm-mbpp-bcb-train"
 _PACKAGE, _BUNDLED, _CHECKOUT = "amr_dspy", "bundled", "artifacts"
 _SEED_NAME = f"{_CHECKOUT}/library/{SEED_LIBRARY}"  # how manifests and results name it, wherever it is installed
 
@@ -59,7 +59,8 @@ def bundled_root() -> Path:
 
 
 def default_library() -> Path:
-    """The seed function-module library: verified modules of MBPP+ train solutions, embedded with MiniLM."""
+    """The seed function-module library: verified modules of MBPP+ train and BigCodeBench train@core solutions,
+    embedded with MiniLM."""
     return bundled_root() / "library" / SEED_LIBRARY
 
 

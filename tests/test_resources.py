@@ -30,7 +30,7 @@ from tests.evalplus_helpers import use_humaneval_fixture
 REPO = Path(__file__).resolve().parents[1]
 RETRIEVAL = ["amr", "amr-paper", "amr-no-decomposition", "amr-select", "amr-verified"]
 NO_RETRIEVAL = ["direct", "cot", "direct-plain", "direct-select", "ans-repair", "amr-no-retrieval"]
-SEED_ID = "artifacts/library/minilm-mbpp-train (modules sha256 "
+SEED_ID = "artifacts/library/minilm-mbpp-bcb-train (modules sha256 "
 
 
 # --------------------------------------------------------------------------------------------
@@ -43,11 +43,15 @@ def test_the_default_library_is_the_bundled_seed_with_its_index() -> None:
     assert {"index.faiss", "modules.jsonl", "manifest.json"} <= {p.name for p in library.iterdir()}
     manifest = json.loads((library / "manifest.json").read_text())
     assert manifest["count"] > 0 and manifest["embedding_model"].endswith("all-MiniLM-L6-v2")
+    # one library of both seeds, each counted on its own; only train splits ever seed it
+    added = {seed["source"]: seed["modules_added"] for seed in manifest["seed"]}
+    assert set(added) == {"mbpp+:train", "bigcodebench:train@core"} and min(added.values()) > 0
+    assert sum(added.values()) == manifest["count"]
 
 
 def test_in_a_checkout_the_resources_are_the_repository_artifacts() -> None:
     assert bundled_root() == REPO / "artifacts"
-    assert default_library() == REPO / "artifacts" / "library" / "minilm-mbpp-train"
+    assert default_library() == REPO / "artifacts" / "library" / "minilm-mbpp-bcb-train"
 
 
 @pytest.mark.parametrize("variant", ["amr", "cot", "direct"])
@@ -73,11 +77,11 @@ def test_the_embedded_teacher_slug_is_the_local_teachers() -> None:
 
 def test_a_wheel_layout_resolves_to_the_package_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     package = tmp_path / "site" / "amr_dspy"
-    (package / "bundled" / "library" / "minilm-mbpp-train").mkdir(parents=True)
+    (package / "bundled" / "library" / "minilm-mbpp-bcb-train").mkdir(parents=True)
     (tmp_path / "site" / "artifacts").mkdir()  # an unrelated folder next to the package is not looked at
     monkeypatch.setattr(resources, "files", lambda name: package)
     assert bundled_root() == package / "bundled"
-    assert default_library() == package / "bundled" / "library" / "minilm-mbpp-train"
+    assert default_library() == package / "bundled" / "library" / "minilm-mbpp-bcb-train"
 
 
 def test_missing_resources_are_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -112,7 +116,7 @@ def test_library_and_no_library_conflict_and_unknown_variants_are_named() -> Non
 def test_the_seed_library_has_one_id_however_it_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(REPO)
     assert library_id(default_library()).startswith(SEED_ID)
-    assert library_id(Path("artifacts/library/minilm-mbpp-train")) == library_id(default_library())
+    assert library_id(Path("artifacts/library/minilm-mbpp-bcb-train")) == library_id(default_library())
     assert library_id(tmp_path) == f"{tmp_path} (modules sha256 unknown)"
 
 

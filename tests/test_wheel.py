@@ -30,7 +30,7 @@ PACKAGES = ("amr_dspy", "optimize", "signatures")
 BUNDLED = [
     *(f"local-0.5b/{v}-bootstrap-2core{kind}.json" for v in ("amr", "cot", "direct") for kind in ("", ".manifest")),
     *(f"local-0.5b/direct-select-bootstrap-val40{kind}.json" for kind in ("", ".manifest")),
-    *(f"library/minilm-mbpp-train/{name}" for name in ("index.faiss", "manifest.json", "modules.jsonl")),
+    *(f"library/minilm-mbpp-bcb-train/{name}" for name in ("index.faiss", "manifest.json", "modules.jsonl")),
 ]
 STEP_TIMEOUT_S = 300
 
@@ -132,8 +132,8 @@ def test_the_installed_wheel_synthesizes_with_its_own_program_and_library(
     checkout_program = REPO / "artifacts" / "local-0.5b" / "amr-bootstrap-2core.json"
     assert summary["artifact_sha256"] == hashlib.sha256(checkout_program.read_bytes()).hexdigest()
     seed = json.loads((out / "run.json").read_text())["seed_library"]
-    assert _inside(seed, target) and seed.endswith("minilm-mbpp-train"), f"seed library {seed} is not the wheel's"
-    seeded = json.loads((target / "amr_dspy" / "bundled" / "library" / "minilm-mbpp-train" / "manifest.json")
+    assert _inside(seed, target) and seed.endswith("minilm-mbpp-bcb-train"), f"seed library {seed} is not the wheel's"
+    seeded = json.loads((target / "amr_dspy" / "bundled" / "library" / "minilm-mbpp-bcb-train" / "manifest.json")
                         .read_text())["count"]  # fmt: skip
     assert summary["records"] == 1 and summary["library_start"] == seeded > 0
     assert "retrieval skipped: no module library" not in record["notes"]

@@ -67,7 +67,7 @@ LibraryOpt = Annotated[
     Path | None,
     typer.Option("--library", file_okay=False, help="Function-module library the retrieval variants (amr, amr-paper, "
                  "amr-select, amr-verified, ...) retrieve from (default: the bundled seed library "
-                 "artifacts/library/minilm-mbpp-train); the other variants never open one."),
+                 "artifacts/library/minilm-mbpp-bcb-train); the other variants never open one."),
 ]
 NoLibraryOpt = Annotated[
     bool,

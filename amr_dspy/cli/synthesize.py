@@ -93,8 +93,8 @@ def synthesize_command(
     library: Annotated[
         Path | None,
         typer.Option(file_okay=False, help="Seed module library, copied into OUT/library, retrieved from and grown "
-                     "there (default: the bundled MBPP+ train library artifacts/library/minilm-mbpp-train; never "
-                     "modified)."),  # fmt: skip
+                     "there (default: the bundled MBPP+ and BigCodeBench train library "
+                     "artifacts/library/minilm-mbpp-bcb-train; never modified)."),  # fmt: skip
     ] = None,
     no_library: Annotated[
         bool,
