@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -187,13 +186,12 @@ def _crosscheck_bigcodebench(samples_path: Path, results: EvalResults, out: Path
 
 
 def _recheck(out: Path, tasks: list[Task], sandbox: Sandbox) -> tuple[EvalResults, dict[str, str | None]]:
+    from amr_dspy.evaluation.program_run import write_predictions
     from amr_dspy.evaluation.recheck import recheck_run
 
     with console.status(f"checking again the responses in {out}"):
         results, records, changed = recheck_run(out, tasks, sandbox)
-    with (out / "predictions.jsonl").open("w", encoding="utf-8") as handle:
-        for task in tasks:
-            handle.write(json.dumps(records[task.task_id], ensure_ascii=False) + "\n")
+    write_predictions(out / "predictions.jsonl", tasks, records, results)  # failures from the rechecked results
     console.print(f"{changed} of {len(tasks)} tasks' code read differently today; those ran again")
     return results, {t.task_id: records[t.task_id].get("code") for t in tasks}
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from amr_dspy.sandbox import Sandbox
     from amr_dspy.tasks import Task
 
-__all__ = ["run_program_tasks"]
+__all__ = ["run_program_tasks", "write_predictions"]
 
 
 def run_program_tasks(
@@ -97,7 +97,7 @@ def run_program_tasks(
             program_config=config,
         )
     solutions = {task_id: record["code"] for task_id, record in records.items()}
-    _write_predictions(out / "predictions.jsonl", tasks, records, results)
+    write_predictions(out / "predictions.jsonl", tasks, records, results)
     write_samples(out / "samples.jsonl", [t.task_id for t in tasks], solutions)
     write_results(out / "results.json", results)
     unchecked = [t.task_id for t in results.tasks if t.task_id not in checkpoint.recorded]
@@ -109,7 +109,7 @@ def run_program_tasks(
     return results, solutions
 
 
-def _write_predictions(
+def write_predictions(
     path: Path, tasks: list[Task], records: dict[str, dict[str, object]], results: EvalResults
 ) -> None:
     by_id = {r.task_id: r for r in results.tasks}

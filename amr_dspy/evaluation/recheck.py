@@ -50,10 +50,7 @@ def recheck_run(directory: Path, tasks: list[Task], sandbox: Sandbox) -> tuple[E
     fresh = {t: c for t, c in zip(changed, checks, strict=True)}
     tasks_out = [r.model_copy(update={f: getattr(fresh[r.task_id], f) for f in _CHECK_FIELDS})
                  if r.task_id in fresh else r for r in results.tasks]  # fmt: skip
-    rechecked = results.recollect(tasks_out)
-    for result in rechecked.tasks:
-        records[result.task_id].update(failure=result.failure, failure_message=result.failure_message)
-    return rechecked, records, len(changed)
+    return results.recollect(tasks_out), records, len(changed)
 
 
 def _read_results(directory: Path) -> EvalResults:
