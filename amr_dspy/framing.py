@@ -6,6 +6,12 @@ instruction before it and the stub in a fenced block. ``frame_instruction`` does
 variant, ``plain_prompt`` is the one message a user would try first (the ``direct-plain`` anchor), and
 ``insist_on_body`` amends an instruction whose answer came back hollow. Prose instructions, with or without code
 blocks in them, are left as they are. All functions here are pure.
+
+A framed stub is the plain prompt itself and carries its own instruction (``carries_its_own_instruction``): the
+text adapter sends it without the signature's instructions, which were written for prose answers. On the 231
+MBPP+-stub and BigCodeBench-complete train and dev tasks those instructions won nothing (direct 68, the plain
+prompt 69), so ``direct`` now sends the plain prompt for a stub and adds only the hollow re-ask: it cannot lose
+to it.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ from collections.abc import Iterable
 
 from amr_dspy.extract import hollow_functions
 
-__all__ = ["completion_target", "frame_instruction", "plain_prompt", "insist_on_body"]
+__all__ = ["carries_its_own_instruction", "completion_target", "frame_instruction", "insist_on_body", "plain_prompt"]
 
+_COMPLETE = "Complete the following Python function"
 _RETURN_FUNCTION = "Return the full function in one ```python code block."
 
 
@@ -42,16 +49,19 @@ def frame_instruction(instruction: str, entry_point: str | None = None) -> str:
     target = completion_target(instruction, entry_point)
     if target is None:
         return instruction
-    guide = "docstring says" if _has_docstring(instruction, target) else "name and signature say"
-    return (f"Implement the Python function `{target}` below: complete its body so that it does what its {guide}. "
-            f"{_RETURN_FUNCTION}\n{_fenced(instruction)}")  # fmt: skip
+    return f"{_COMPLETE} `{target}`. {_RETURN_FUNCTION}\n{_fenced(instruction)}"
+
+
+def carries_its_own_instruction(text: str) -> bool:
+    """Whether ``text`` is a framed stub (amended or not): the instruction to implement it is already in it."""
+    return text.startswith(f"{_COMPLETE} `")
 
 
 def plain_prompt(instruction: str, entry_point: str | None = None) -> str:
     """The single message a user would send first: the stub to complete, or the prose instruction as it is."""
     if completion_target(instruction, entry_point) is None:
         return f"{instruction.rstrip()}\nReturn the solution in one ```python code block."
-    return f"Complete the following Python function. {_RETURN_FUNCTION}\n{_fenced(instruction)}"
+    return frame_instruction(instruction, entry_point)
 
 
 def insist_on_body(instruction: str, names: Iterable[str]) -> str:
@@ -75,7 +85,3 @@ def _definitions(source: str) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
 
 def _functions_in_order(source: str, names: set[str]) -> list[str]:
     return [node.name for node in _definitions(source) if node.name in names]
-
-
-def _has_docstring(source: str, name: str) -> bool:
-    return any(node.name == name and ast.get_docstring(node) for node in _definitions(source))

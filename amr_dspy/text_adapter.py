@@ -8,8 +8,9 @@ demo as a user/assistant turn and the input as the last user message, the signat
 first user message; the whole reply is the output. There is no system message, so the model's chat template keeps
 the system prompt it was trained with: with the instructions as the system message (Qwen's template then drops
 its own) direct scored 118 of the 308 MBPP+ train and dev tasks (prose and stubs), with them in the first user
-turn 125, prose 55 → 67 of 154. The instructions and demos stay what DSPy's optimizers compile. Every other
-signature goes through ChatAdapter unchanged.
+turn 125, prose 55 → 67 of 154. A framed stub carries its own instruction (``amr_dspy.framing``) and goes without
+the signature's: the request is then the plain prompt's. The instructions and demos stay what DSPy's optimizers
+compile. Every other signature goes through ChatAdapter unchanged.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import dspy
 from dspy.signatures.signature import Signature
 from dspy.utils.exceptions import AdapterParseError
 
+from amr_dspy.framing import carries_its_own_instruction
 from amr_dspy.salvage import strip_field_markers
 
 __all__ = ["TextAdapter", "is_text_signature"]
@@ -48,7 +50,8 @@ class TextAdapter(dspy.ChatAdapter):  # type: ignore[misc]  # dspy ships no type
                 messages += [{"role": "user", "content": str(demo[given])},
                              {"role": "assistant", "content": str(demo[wanted])}]  # fmt: skip
         messages.append({"role": "user", "content": str(inputs[given])})
-        messages[0]["content"] = f"{signature.instructions}\n\n{messages[0]['content']}"
+        if not carries_its_own_instruction(messages[-1]["content"]):
+            messages[0]["content"] = f"{signature.instructions}\n\n{messages[0]['content']}"
         return messages
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:

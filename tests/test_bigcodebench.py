@@ -114,7 +114,8 @@ def test_the_complete_form_asks_with_the_stub_and_is_framed() -> None:
         assert stub.source == "bigcodebench-complete"
         assert completion_target(stub.instruction, "task_func") == "task_func"
         assert completion_target(twin.instruction, "task_func") is None
-        assert frame_instruction(stub.instruction, "task_func").startswith("Implement the Python function `task_func`")
+        framed = frame_instruction(stub.instruction, "task_func")
+        assert framed.startswith("Complete the following Python function `task_func`.")
 
 
 @pytest.mark.parametrize(

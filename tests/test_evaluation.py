@@ -423,7 +423,7 @@ def test_cli_eval_runs_direct_plain_and_meters_its_calls(
     assert (data["prompt_tokens"], data["completion_tokens"]) == (3 * PROMPT_TOKENS, 3 * COMPLETION_TOKENS)
     assert sorted(len(messages) for messages in teacher.sent) == [1, 1, 1]
     predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    assert all(p["framed_instruction"].startswith("Complete the following Python function.") for p in predictions)
+    assert all(p["framed_instruction"].startswith("Complete the following Python function `") for p in predictions)
 
 
 def test_bench_sandbox_runs_the_same_tests_on_both_executors(fixture_tasks: list[Task], sandbox: Sandbox) -> None:

@@ -22,8 +22,8 @@ FENCED_STUB = f"```python\n{STUB.strip()}\n```"
 def test_a_stub_is_framed_with_an_instruction_the_entry_point_and_a_fenced_block() -> None:
     framed = frame_instruction("\n\n" + STUB, "add")
     assert framed == (
-        "Implement the Python function `add` below: complete its body so that it does what its docstring says. "
-        f"Return the full function in one ```python code block.\n{FENCED_STUB}"
+        f"Complete the following Python function `add`. Return the full function in one ```python code block.\n"
+        f"{FENCED_STUB}"
     )
 
 
@@ -31,10 +31,8 @@ def test_a_stub_is_framed_with_an_instruction_the_entry_point_and_a_fenced_block
 def test_a_stub_with_pass_or_ellipsis_is_framed(body: str) -> None:
     stub = f"from typing import List\n\n\ndef total(xs: List[int]) -> int:\n    {body}\n"
     framed = frame_instruction(stub, "total")
-    assert framed.startswith("Implement the Python function `total` below")
+    assert framed.startswith("Complete the following Python function `total`.")
     assert framed.endswith(f"```python\n{stub.strip()}\n```")
-    guide = "docstring says" if '"""' in body else "name and signature say"
-    assert f"does what its {guide}." in framed
 
 
 @pytest.mark.parametrize(
@@ -66,8 +64,9 @@ def test_framing_is_idempotent() -> None:
 
 
 def test_the_plain_prompt_is_what_a_user_would_type_first() -> None:
-    assert plain_prompt(STUB, "add") == (
-        f"Complete the following Python function. Return the full function in one ```python code block.\n{FENCED_STUB}"
+    assert plain_prompt(STUB, "add") == frame_instruction(STUB, "add") == (
+        f"Complete the following Python function `add`. Return the full function in one ```python code block.\n"
+        f"{FENCED_STUB}"
     )
     assert plain_prompt("Write add(a, b).\n", "add") == (
         "Write add(a, b).\nReturn the solution in one ```python code block."
@@ -103,7 +102,7 @@ def test_generate_passes_a_benchmark_stub_and_its_entry_point_to_the_program(
     result = CliRunner().invoke(app, args, terminal_width=160)
     assert result.exit_code == 0, result.output
     [sent] = teacher.sent
-    assert len(sent) == 1 and sent[0]["content"].startswith("Complete the following Python function.")
+    assert len(sent) == 1 and sent[0]["content"].startswith("Complete the following Python function `digit_sum`.")
     [row] = [json.loads(line) for line in out.read_text().splitlines()]
     assert row["instruction"].lstrip().startswith("def digit_sum")  # the raw stub is what the record keeps
     assert "def digit_sum" in row["code"] and "unused" not in row["code"]  # extracted for the entry point

@@ -332,7 +332,7 @@ def test_a_prose_instruction_reaches_the_teacher_as_it_is() -> None:
     with dspy.context(lm=lm, adapter=ADAPTER):
         prediction = build_program("direct")(instruction="Write add(a, b) returning the sum.", entry_point="add")
     assert prediction.framed_instruction == "Write add(a, b) returning the sum."
-    assert "Implement the Python function" not in lm.history[0]["messages"][-1]["content"]
+    assert "Complete the following Python function" not in lm.history[0]["messages"][-1]["content"]
 
 
 @pytest.mark.parametrize(
@@ -410,7 +410,7 @@ def test_direct_plain_sends_one_user_message_and_returns_code() -> None:
         prediction = build_program("direct-plain")(instruction=STUB, entry_point="add")
         prose = build_program("direct-plain")(instruction="Write add(a, b).", entry_point="add")
     assert lm.sent[0] == [{"role": "user", "content": plain_prompt(STUB, "add")}]
-    assert lm.sent[0][0]["content"].startswith("Complete the following Python function.")
+    assert lm.sent[0][0]["content"].startswith("Complete the following Python function `add`.")
     prose_prompt = "Write add(a, b).\nReturn the solution in one ```python code block."
     assert lm.sent[1] == [{"role": "user", "content": prose_prompt}]
     assert prediction.response == EVOLVED == prediction.direct_response and "a + b" in prediction.code

@@ -85,9 +85,10 @@ def test_stub_statement_is_the_task_sentence_of_a_stub_only() -> None:
     assert stub_statement(AREA_PROMPT, "area") is None  # a prose prompt is a bare string, no function
 
 
-def test_stub_framed_for_chat_names_the_function_and_its_docstring() -> None:
-    framed = frame_instruction(mbpp_stub(AREA_PROMPT, ANNOTATED, "area"), "area")
-    assert framed.startswith("Implement the Python function `area` below") and "docstring says" in framed
+def test_stub_framed_for_chat_names_the_function_and_keeps_its_docstring() -> None:
+    stub = mbpp_stub(AREA_PROMPT, ANNOTATED, "area")
+    framed = frame_instruction(stub, "area")
+    assert framed.startswith("Complete the following Python function `area`.") and stub.strip() in framed
 
 
 # --------------------------------------------------------------------------------------------- real data

@@ -66,3 +66,34 @@ def test_teachers_default_to_the_text_adapter() -> None:
     assert type(TeacherSpec.parse("local").make_adapter()) is TextAdapter
     assert type(TeacherSpec.parse("openai/gpt-4o-mini").make_adapter()) is TextAdapter
     assert type(TeacherSpec.parse("local", adapter="chat").make_adapter()) is dspy.ChatAdapter
+
+
+def test_a_framed_stub_goes_without_the_signatures_instructions() -> None:
+    from amr_dspy.framing import frame_instruction, insist_on_body
+
+    stub = 'def add(a, b):\n    """Return a + b."""\n'
+    framed = frame_instruction(stub, "add")
+    demos = [{"instruction": "Write mul.", "response": ANSWER}]
+    assert TextAdapter().format(DirectResponse, [], {"instruction": framed}) == [{"role": "user", "content": framed}]
+    amended = insist_on_body(framed, {"add"})  # the re-ask after a hollow answer
+    assert TextAdapter().format(DirectResponse, demos, {"instruction": amended}) == [
+        {"role": "user", "content": "Write mul."},
+        {"role": "assistant", "content": ANSWER},
+        {"role": "user", "content": amended},
+    ]
+    prose = "Implement the Python function `add`: return a + b."  # prose that merely mentions a function
+    assert DirectResponse.instructions in TextAdapter().format(DirectResponse, [], {"instruction": prose})[0]["content"]
+
+
+def test_for_a_stub_direct_sends_the_plain_prompts_request() -> None:
+    from tests.plain_teacher import PlainTeacher
+
+    stub = 'def add(a, b):\n    """Return a + b."""\n'
+    sent = []
+    for variant in ("direct", "direct-plain"):
+        lm = PlainTeacher(ANSWER)
+        with dspy.context(lm=lm, adapter=TextAdapter(use_json_adapter_fallback=False)):
+            prediction = build_program(variant)(instruction=stub, entry_point="add")
+        assert "return a + b" in prediction.code
+        sent.append(lm.sent)
+    assert sent[0] == sent[1] and len(sent[0]) == 1  # the same one message: direct cannot do worse than it
