@@ -1,5 +1,8 @@
 """Answering a coding instruction directly: the teacher's first response (and, wrapped in ChainOfThought, the CoT
-baseline)."""
+baseline).
+
+The instructions are written for prose tasks: a framed stub carries its own (``amr_dspy.framing``), and the text
+adapter sends it without these."""
 
 from __future__ import annotations
 
