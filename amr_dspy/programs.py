@@ -351,6 +351,11 @@ class AnsRepairProgram(_Program):
         except Exception as exc:
             notes.append(f"repair failed ({type(exc).__name__}); kept direct")
             return _result(direct, entry_point, direct, notes)
+        repaired_code = extract_code(repaired.repaired_response, entry_point)
+        flaw = "has no code" if repaired_code is None else _structural_flaw(code, repaired_code, entry_point)
+        if flaw:  # a small teacher often answers with the test's expected output instead of the fixed code
+            notes.append(f"kept direct: the repair after failing {failure.name} {flaw}")
+            return _result(direct, entry_point, direct, notes)
         notes.append(f"repaired after failing {failure.name}")
         return _result(repaired.repaired_response, entry_point, direct, notes)
 
@@ -543,7 +548,8 @@ class AMRProgram(_Program):
 
 
 def _structural_flaw(direct_code: str, evolved_code: str, entry_point: str | None) -> str | None:
-    """What makes an evolved answer worse than the direct one without running it (ties on unit tests hide it)."""
+    """What makes an evolved (or repaired) answer worse than the direct one without running it (ties on unit tests
+    hide it)."""
     if entry_point and entry_point in defined_functions(direct_code) - defined_functions(evolved_code):
         return f"does not define {entry_point}"
     hollow = hollow_functions(evolved_code) - hollow_functions(direct_code)

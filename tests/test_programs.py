@@ -241,6 +241,21 @@ def test_ans_repair_repairs_a_failing_answer_once() -> None:
     assert prediction.notes == ["repaired after failing unit_1"]
 
 
+@pytest.mark.parametrize(
+    ("repaired", "note"),
+    [
+        ("The sum of 1 and 2 is 3.", "has no code"),  # the test's expected output, not the fixed code
+        ("Fixed.\n```python\ndef plus(a, b):\n    return a + b\n```", "does not define add"),
+        ('Fixed.\n```python\ndef add(a, b):\n    """Add."""\n    ...\n```', "leaves add unimplemented"),
+    ],
+)
+def test_ans_repair_keeps_the_direct_answer_over_a_repair_without_working_code(repaired: str, note: str) -> None:
+    answers = [{"response": DIRECT}, {"tests": TESTS}, {"repaired_response": repaired}]
+    prediction = run("ans-repair", answers, executor=PythonExecutor())
+    assert prediction.response == DIRECT and prediction.code is not None
+    assert prediction.notes == [f"kept direct: the repair after failing unit_1 {note}"]
+
+
 def test_ans_repair_keeps_a_passing_answer() -> None:
     prediction = run("ans-repair", [{"response": EVOLVED}, {"tests": TESTS}], executor=PythonExecutor())
     assert prediction.response == EVOLVED and prediction.notes == ["kept direct: passed all 2 unit tests"]
